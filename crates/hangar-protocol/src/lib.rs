@@ -1,0 +1,27 @@
+//! Hangar's wire types: what crosses the HTTP API, the CLI and the store boundary.
+//!
+//! Nothing here does I/O. Every type that a client sends or receives lives here once, with its
+//! serde shape and its OpenAPI schema, so the server, the admin CLI and the store agree on it.
+
+mod api_key;
+mod audit;
+mod error;
+mod ids;
+mod model;
+mod ops;
+mod patch;
+mod price;
+mod tenant;
+
+pub use api_key::{ApiKey, ApiKeyCreate, ApiKeyCreated};
+pub use audit::AuditRecord;
+pub use error::{ErrorBody, ErrorCode, ErrorDetail, ErrorInfo};
+pub use ids::{ApiKeyId, IdError, ModelId, TenantId};
+pub use model::{Model, ModelCreate, ModelStatus, ModelUpdate, ModelUsage};
+pub use ops::{ComponentHealth, HealthReport, HealthStatus, ReadyStatus, RootInfo};
+pub use patch::double_option;
+pub use price::{Price, PriceError};
+pub use tenant::{Tenant, TenantCreate, TenantStatus, TenantUpdate};
+
+/// A field-level problem found while validating a request body, before it reaches the store.
+pub type Violations = Vec<ErrorDetail>;

@@ -1,0 +1,156 @@
+//! Assembling the application: `router(state)` builds the axum app with its middleware, and
+//! `serve` runs it on a listener until a shutdown signal, draining in-flight requests for at most
+//! `SHUTDOWN_TIMEOUT`. Tests call both with a listener on `127.0.0.1:0`.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
+use axum::{Extension, Router, middleware};
+use hangar_protocol::ErrorCode;
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::timeout::TimeoutLayer;
+use utoipa_swagger_ui::{Config, SwaggerUi};
+
+use crate::auth;
+use crate::error::ApiError;
+use crate::middleware::security_headers::SecurityHeaders;
+use crate::middleware::{observe, request_id, security_headers};
+use crate::routes::{self, OpenApiJson};
+use crate::state::AppState;
+
+/// Headers a browser on another origin may read.
+const EXPOSED_HEADERS: &[&str] = &[
+    "x-request-id",
+    "x-process-time",
+    "x-ratelimit-limit",
+    "x-ratelimit-remaining",
+    "x-ratelimit-reset",
+    "retry-after",
+    "x-chat-id",
+];
+
+/// The OpenAPI document of every route.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes::api().into_openapi()
+}
+
+fn cors(state: &AppState) -> CorsLayer {
+    let settings = &state.settings;
+    let methods: Vec<Method> = settings
+        .cors_methods
+        .iter()
+        .filter_map(|m| m.parse().ok())
+        .collect();
+    let headers: Vec<HeaderName> = settings
+        .cors_headers
+        .iter()
+        .filter_map(|h| h.parse().ok())
+        .collect();
+    let exposed: Vec<HeaderName> = EXPOSED_HEADERS
+        .iter()
+        .map(|h| HeaderName::from_static(h))
+        .collect();
+    let layer = CorsLayer::new()
+        .allow_methods(methods)
+        .allow_headers(headers)
+        .expose_headers(exposed);
+    if settings.cors_origins.iter().any(|o| o == "*") {
+        // Any origin, but then without credentials (browsers refuse the combination).
+        layer.allow_origin(AllowOrigin::any())
+    } else {
+        let origins: Vec<HeaderValue> = settings
+            .cors_origins
+            .iter()
+            .filter_map(|o| o.parse().ok())
+            .collect();
+        layer.allow_origin(origins).allow_credentials(true)
+    }
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    tracing::error!("handler panicked");
+    axum::response::IntoResponse::into_response(ApiError::internal())
+}
+
+/// The whole application.
+pub fn router(state: AppState) -> Router {
+    let (api, doc) = routes::api().split_for_parts();
+    let doc_json: Arc<str> = doc.to_pretty_json().unwrap_or_else(|_| "{}".into()).into();
+    let mut app = api;
+    if state.settings.docs_enabled {
+        app = app.merge(SwaggerUi::new("/docs").config(Config::from("/openapi.json")));
+    }
+    let timeout =
+        TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, state.settings.request_timeout());
+    let security = SecurityHeaders::new(state.settings.hsts_enabled.then_some(state.settings.hsts_max_age));
+    app.route_layer(middleware::from_fn(observe::capture_route))
+        .fallback(routes::no_route)
+        .method_not_allowed_fallback(routes::wrong_method)
+        .layer(Extension(OpenApiJson(doc_json)))
+        .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(middleware::from_fn_with_state(state.clone(), auth::layer))
+        .layer(timeout)
+        .layer(middleware::map_response(timeout_envelope))
+        .layer(cors(&state))
+        .layer(middleware::from_fn_with_state(security, security_headers::layer))
+        .layer(middleware::from_fn(observe::layer))
+        .layer(middleware::from_fn(request_id::layer))
+        .with_state(state)
+}
+
+/// The timeout layer answers with an empty 408; give it the envelope.
+async fn timeout_envelope(response: axum::response::Response) -> axum::response::Response {
+    if response.status() == StatusCode::REQUEST_TIMEOUT && response.headers().get("content-type").is_none() {
+        let error = ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            ErrorCode::RequestTimeout,
+            "request timed out",
+        );
+        return axum::response::IntoResponse::into_response(error);
+    }
+    response
+}
+
+/// Serves `router(state)` on `listener` until `shutdown` completes, then waits up to
+/// `SHUTDOWN_TIMEOUT` for in-flight requests.
+pub async fn serve(
+    state: AppState,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let grace = state.settings.shutdown_timeout();
+    let app = router(state.clone());
+    let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
+    let draining_state = state.clone();
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        draining_state.begin_shutdown();
+        tracing::info!(
+            grace_secs = grace.as_secs_f64(),
+            "shutting down: draining in-flight requests"
+        );
+        let _ = signalled_tx.send(());
+    });
+    let deadline = async move {
+        if signalled_rx.await.is_ok() {
+            tokio::time::sleep(grace).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        result = server => result?,
+        () = deadline => tracing::warn!("shutdown timeout reached; dropping remaining connections"),
+    }
+    state.store.close().await;
+    Ok(())
+}

@@ -1,0 +1,22 @@
+//! The `hangar` server: HTTP API (axum), authentication and tenant scoping, middleware, health,
+//! metrics, the OpenAPI document, configuration and the admin CLI.
+//!
+//! `router(state)` builds the application; `serve(state, listener, shutdown)` runs it. The
+//! binary (`src/main.rs`) only parses the command line and calls into `cli`.
+
+mod app;
+mod auth;
+pub mod cli;
+pub mod config;
+mod error;
+mod extract;
+mod middleware;
+mod redact;
+mod routes;
+mod state;
+pub mod telemetry;
+
+pub use app::{openapi, router, serve};
+pub use auth::Principal;
+pub use config::{AppEnv, Settings};
+pub use state::AppState;

@@ -1,0 +1,57 @@
+//! `AppState`: what every handler can reach. Cheap to clone.
+
+use std::ops::Deref;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use hangar_store::Store;
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::auth::AdminKeys;
+use crate::config::{AppEnv, Settings};
+
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+pub struct Shared {
+    pub settings: Settings,
+    pub store: Arc<dyn Store>,
+    pub admin_keys: AdminKeys,
+    pub metrics: Option<PrometheusHandle>,
+    shutting_down: AtomicBool,
+}
+
+impl Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(settings: Settings, store: Arc<dyn Store>, metrics: Option<PrometheusHandle>) -> Self {
+        let admin_keys = AdminKeys::new(&settings.api_keys);
+        Self(Arc::new(Shared {
+            settings,
+            store,
+            admin_keys,
+            metrics,
+            shutting_down: AtomicBool::new(false),
+        }))
+    }
+
+    /// `/metrics` needs an admin key in production unless `METRICS_PUBLIC=true`.
+    pub fn metrics_protected(&self) -> bool {
+        self.settings.app_env == AppEnv::Production && !self.settings.metrics_public
+    }
+
+    /// From now on `/health/ready` answers 503 so load balancers stop sending traffic.
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+}

@@ -1,0 +1,126 @@
+//! The `hangar` binary: admin commands share the server's store and validation; production
+//! refuses unsafe settings before touching anything.
+
+use std::process::{Command, Output};
+
+use pretty_assertions::assert_eq;
+use reqwest::StatusCode;
+
+use super::*;
+
+fn hangar(data_dir: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hangar"));
+    command
+        .env_clear()
+        .env("HANGAR_DATA_DIR", data_dir)
+        .env("LOG_LEVEL", "warn")
+        .args(args);
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command.output().expect("run hangar")
+}
+
+fn json(output: &Output) -> Value {
+    assert!(
+        output.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("JSON on stdout")
+}
+
+#[tokio::test]
+async fn admin_commands_and_server_share_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let model = json(&hangar(
+        d,
+        &[],
+        &[
+            "models",
+            "create",
+            "m1",
+            "--display-name",
+            "M1",
+            "--provider-model-id",
+            "anthropic.m1",
+            "--input-price",
+            "0.003",
+        ],
+    ));
+    assert_eq!(model["input_token_price"], "0.003000");
+    let tenant = json(&hangar(
+        d,
+        &[],
+        &[
+            "tenants",
+            "create",
+            "acme",
+            "--model",
+            "m1",
+            "--system-prompt",
+            "Hi",
+        ],
+    ));
+    assert_eq!(tenant["model_id"], "m1");
+    let key = json(&hangar(d, &[], &["api-keys", "create", "acme", "--name", "cli"]));
+    let secret = key["key"].as_str().unwrap().to_owned();
+    let updated = json(&hangar(
+        d,
+        &[],
+        &["tenants", "update", "acme", "--clear-system-prompt"],
+    ));
+    assert_eq!(updated["system_prompt"], Value::Null);
+
+    let bad = hangar(d, &[], &["tenants", "create", "../etc"]);
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("tenant_id"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    let in_use = hangar(d, &[], &["models", "delete", "m1"]);
+    assert!(!in_use.status.success());
+    assert!(String::from_utf8_lossy(&in_use.stderr).contains("in use"));
+
+    // The server sees what the CLI made, and the CLI's key works against it.
+    let url = format!("sqlite://{}/hangar.db", d.display());
+    let vars = [("DATABASE_URL", url.as_str())];
+    let app = TestApp::start_cli_db(&vars).await;
+    let reply = app
+        .send(Method::GET, "/api/tenants/acme", Some(&secret), None)
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let audit = app.get("/api/audit-log?action=tenant.create").await;
+    assert_eq!(audit.body[0]["actor"], "cli");
+}
+
+#[test]
+fn production_refuses_unsafe_settings_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = hangar(
+        dir.path(),
+        &[("APP_ENV", "production"), ("CORS_ORIGINS", "*")],
+        &["migrate"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("API_KEYS is empty"), "{stderr}");
+    assert!(stderr.contains("CORS_ORIGINS contains '*'"), "{stderr}");
+    assert!(!dir.path().join("hangar.db").exists(), "nothing was touched");
+    let bad_port = hangar(dir.path(), &[("APP_PORT", "http")], &["migrate"]);
+    assert_eq!(bad_port.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad_port.stderr).contains("app_port"));
+}
+
+#[test]
+fn migrate_creates_the_embedded_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("nested/data");
+    let out = hangar(&data, &[], &["migrate"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(data.join("hangar.db").exists());
+    let openapi = hangar(&data, &[], &["openapi"]);
+    assert_eq!(json(&openapi)["openapi"], "3.1.0");
+}

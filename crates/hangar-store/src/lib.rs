@@ -1,0 +1,29 @@
+//! Hangar's persistence: one [`Store`] trait, one SQL implementation that runs on SQLite (the
+//! embedded default) and PostgreSQL (production).
+//!
+//! Business logic is written once, against sqlx's `Any` driver, in a portable SQL subset:
+//! `$N` placeholders; ids and JSON as TEXT; timestamps as epoch milliseconds; booleans as 0/1
+//! integers; prices as integer micro-USD per 1K tokens and costs as integer nano-USD. Only the
+//! DDL differs per dialect: `migrations/sqlite` and `migrations/postgres` hold files of the same
+//! names describing the same tables (a test compares them). On SQLite every write goes through a
+//! single-connection pool and starts with `BEGIN IMMEDIATE`, so writers queue instead of failing
+//! with `SQLITE_BUSY`; reads use a separate pool and WAL lets them run beside the writer.
+
+mod api_keys;
+mod audit;
+mod error;
+mod models;
+mod sql;
+mod store;
+mod tenants;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod time;
+
+pub use api_keys::{ApiKeyStore, AuthenticatedKey, KEY_PREFIX};
+pub use audit::{AuditEntry, AuditFilter, AuditStore};
+pub use error::{Result, StoreError};
+pub use models::ModelStore;
+pub use sql::{Dialect, SqlStore, StoreOptions};
+pub use store::{Actor, Store};
+pub use tenants::{TenantFilter, TenantStore};
