@@ -39,9 +39,18 @@ async fn raw(app: &TestApp, method: Method, path: &str, content_type: Option<&st
     }
 }
 
+/// (name, content type, body, expected status, expected code)
+type Case = (
+    &'static str,
+    Option<&'static str>,
+    Vec<u8>,
+    StatusCode,
+    &'static str,
+);
+
 both!(malformed_bodies, |app| {
     let json_ct = Some("application/json");
-    let cases: Vec<(&str, Option<&str>, Vec<u8>, StatusCode, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "truncated",
             json_ct,
