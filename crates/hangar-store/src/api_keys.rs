@@ -90,10 +90,12 @@ const SELECT: &str = "SELECT key_id, tenant_id, name, prefix, key_hash, created_
      revoked_at FROM api_keys";
 
 async fn fetch(conn: &mut sqlx::AnyConnection, key_id: &str) -> Result<Option<KeyRow>> {
-    Ok(sqlx::query_as(crate::sql::concat(SELECT, " WHERE key_id = $1"))
-        .bind(key_id)
-        .fetch_optional(conn)
-        .await?)
+    Ok(
+        sqlx::query_as(crate::sql::concat(&[SELECT, " WHERE key_id = $1"]))
+            .bind(key_id)
+            .fetch_optional(conn)
+            .await?,
+    )
 }
 
 #[async_trait::async_trait]
@@ -152,10 +154,10 @@ impl ApiKeyStore for SqlStore {
     }
 
     async fn list_api_keys(&self, tenant: &TenantId) -> Result<Vec<ApiKey>> {
-        let rows: Vec<KeyRow> = sqlx::query_as(crate::sql::concat(
+        let rows: Vec<KeyRow> = sqlx::query_as(crate::sql::concat(&[
             SELECT,
             " WHERE tenant_id = $1 ORDER BY created_at DESC, key_id",
-        ))
+        ]))
         .bind(tenant.as_str())
         .fetch_all(&self.read)
         .await?;
@@ -164,20 +166,26 @@ impl ApiKeyStore for SqlStore {
 
     async fn revoke_api_key(&self, actor: &Actor, tenant: &TenantId, key: &ApiKeyId) -> Result<ApiKey> {
         let mut tx = self.begin_write().await?;
-        let row = fetch(&mut tx, key.as_str())
-            .await?
-            .filter(|row| row.tenant_id == tenant.as_str())
-            .ok_or_else(|| StoreError::not_found("api_key", key))?;
-        if row.revoked_at.is_some() {
-            return Err(StoreError::conflict(format!(
-                "api key '{key}' is already revoked"
-            )));
+        // Conditional on `revoked_at IS NULL`, so of concurrent revokes exactly one succeeds.
+        let revoked = sqlx::query(
+            "UPDATE api_keys SET revoked_at = $1 WHERE key_id = $2 AND tenant_id = $3 AND revoked_at IS NULL",
+        )
+        .bind(now_ms())
+        .bind(key.as_str())
+        .bind(tenant.as_str())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if revoked == 0 {
+            let exists = fetch(&mut tx, key.as_str())
+                .await?
+                .is_some_and(|row| row.tenant_id == tenant.as_str());
+            return Err(if exists {
+                StoreError::conflict(format!("api key '{key}' is already revoked"))
+            } else {
+                StoreError::not_found("api_key", key)
+            });
         }
-        sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE key_id = $2")
-            .bind(now_ms())
-            .bind(key.as_str())
-            .execute(&mut *tx)
-            .await?;
         let row = fetch(&mut tx, key.as_str())
             .await?
             .ok_or_else(|| StoreError::corrupt("key vanished"))?;

@@ -46,12 +46,23 @@ impl AuditEntry {
     }
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct AuditFilter {
     pub tenant_id: Option<String>,
     pub action: Option<String>,
     pub limit: i64,
     pub offset: i64,
+}
+
+impl Default for AuditFilter {
+    fn default() -> Self {
+        Self {
+            tenant_id: None,
+            action: None,
+            limit: 100,
+            offset: 0,
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -136,8 +147,8 @@ impl AuditStore for SqlStore {
         )
         .bind(filter.tenant_id.as_deref())
         .bind(filter.action.as_deref())
-        .bind(filter.limit)
-        .bind(filter.offset)
+        .bind(filter.limit.max(0))
+        .bind(filter.offset.max(0))
         .fetch_all(&self.read)
         .await?;
         rows.into_iter().map(AuditRecord::try_from).collect()

@@ -3,7 +3,7 @@
 use hangar_protocol::{Model, ModelCreate, ModelId, ModelStatus, ModelUpdate, ModelUsage, Price};
 
 use crate::audit::{AuditEntry, insert_audit};
-use crate::sql::{SqlStore, concat, count_where};
+use crate::sql::{Lock, SqlStore, concat, count_where};
 use crate::time::{from_ms, now_ms};
 use crate::{Actor, Result, StoreError};
 
@@ -74,8 +74,8 @@ const SELECT: &str = "SELECT model_id, display_name, bedrock_model_id, model_reg
      max_output_tokens, supports_extended_context, extended_context_window, status, created_at, updated_at \
      FROM models";
 
-async fn fetch(conn: &mut sqlx::AnyConnection, id: &ModelId) -> Result<Model> {
-    let row: Option<ModelRow> = sqlx::query_as(concat(SELECT, " WHERE model_id = $1"))
+async fn fetch(conn: &mut sqlx::AnyConnection, id: &ModelId, lock: &'static str) -> Result<Model> {
+    let row: Option<ModelRow> = sqlx::query_as(concat(&[SELECT, " WHERE model_id = $1", lock]))
         .bind(id.as_str())
         .fetch_optional(conn)
         .await?;
@@ -133,10 +133,10 @@ async fn write_row(conn: &mut sqlx::AnyConnection, model: &Model, insert: bool) 
 #[async_trait::async_trait]
 impl ModelStore for SqlStore {
     async fn list_models(&self, status: Option<ModelStatus>) -> Result<Vec<Model>> {
-        let rows: Vec<ModelRow> = sqlx::query_as(concat(
+        let rows: Vec<ModelRow> = sqlx::query_as(concat(&[
             SELECT,
             " WHERE ($1 IS NULL OR status = $1) ORDER BY display_name, model_id",
-        ))
+        ]))
         .bind(status.map(ModelStatus::as_str))
         .fetch_all(&self.read)
         .await?;
@@ -145,7 +145,7 @@ impl ModelStore for SqlStore {
 
     async fn get_model(&self, id: &ModelId) -> Result<Model> {
         let mut conn = self.read.acquire().await?;
-        fetch(&mut conn, id).await
+        fetch(&mut conn, id, "").await
     }
 
     async fn create_model(&self, actor: &Actor, new: &ModelCreate) -> Result<Model> {
@@ -175,7 +175,7 @@ impl ModelStore for SqlStore {
                 new.model_id
             )));
         }
-        let model = fetch(&mut tx, &new.model_id).await?;
+        let model = fetch(&mut tx, &new.model_id, "").await?;
         insert_audit(
             &mut tx,
             &AuditEntry::admin(actor, "model.create", "model", model.model_id.as_str()),
@@ -187,10 +187,10 @@ impl ModelStore for SqlStore {
 
     async fn update_model(&self, actor: &Actor, id: &ModelId, patch: &ModelUpdate) -> Result<Model> {
         let mut tx = self.begin_write().await?;
-        let mut model = fetch(&mut tx, id).await?;
+        let mut model = fetch(&mut tx, id, self.lock(Lock::Update)).await?;
         apply(&mut model, patch);
         write_row(&mut tx, &model, false).await?;
-        let model = fetch(&mut tx, id).await?;
+        let model = fetch(&mut tx, id, "").await?;
         let details = serde_json::to_value(patch).unwrap_or_default();
         insert_audit(
             &mut tx,
@@ -203,13 +203,13 @@ impl ModelStore for SqlStore {
 
     async fn model_usage(&self, id: &ModelId) -> Result<ModelUsage> {
         let mut conn = self.read.acquire().await?;
-        fetch(&mut conn, id).await?;
+        fetch(&mut conn, id, "").await?;
         usage(&mut conn, id).await
     }
 
     async fn delete_model(&self, actor: &Actor, id: &ModelId) -> Result<()> {
         let mut tx = self.begin_write().await?;
-        fetch(&mut tx, id).await?;
+        fetch(&mut tx, id, self.lock(Lock::Update)).await?;
         let used = usage(&mut tx, id).await?;
         if !used.is_unused() {
             return Err(StoreError::Conflict {

@@ -147,6 +147,15 @@ impl SqlStore {
         self.dialect
     }
 
+    /// The clause that takes `lock` on the rows a `SELECT` returns, in this dialect.
+    pub(crate) fn lock(&self, lock: Lock) -> &'static str {
+        match (self.dialect, lock) {
+            (Dialect::Sqlite, _) => "",
+            (Dialect::Postgres, Lock::Update) => " FOR UPDATE",
+            (Dialect::Postgres, Lock::KeyShare) => " FOR KEY SHARE",
+        }
+    }
+
     /// Starts a write transaction. On SQLite it takes the write lock up front.
     pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, sqlx::Any>> {
         Ok(match self.dialect {
@@ -178,9 +187,21 @@ impl Store for SqlStore {
     }
 }
 
-/// Joins two compile-time SQL fragments (a shared `SELECT` and its `WHERE`); never user input.
-pub(crate) fn concat(a: &'static str, b: &'static str) -> sqlx::AssertSqlSafe<String> {
-    sqlx::AssertSqlSafe(format!("{a}{b}"))
+/// Joins compile-time SQL fragments (a shared `SELECT`, its `WHERE`, a lock clause); never user
+/// input.
+pub(crate) fn concat(parts: &[&'static str]) -> sqlx::AssertSqlSafe<String> {
+    sqlx::AssertSqlSafe(parts.concat())
+}
+
+/// Row locks taken by read-modify-write transactions. On SQLite they are empty: `BEGIN IMMEDIATE`
+/// already serialises writers. On PostgreSQL they stop two concurrent updates from losing one
+/// another's changes, and a delete from racing an insert that references the row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lock {
+    /// The row is about to be changed or deleted.
+    Update,
+    /// The row is about to be referenced by a foreign key; it must not be deleted meanwhile.
+    KeyShare,
 }
 
 /// Runs a `SELECT COUNT(*) … WHERE x = $1` with one text argument.

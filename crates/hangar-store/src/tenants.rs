@@ -6,15 +6,25 @@ use hangar_protocol::{
 use serde_json::json;
 
 use crate::audit::{AuditEntry, insert_audit};
-use crate::sql::{SqlStore, concat, count_where};
+use crate::sql::{Lock, SqlStore, concat, count_where};
 use crate::time::{from_ms, now_ms};
 use crate::{Actor, Result, StoreError};
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct TenantFilter {
     pub status: Option<TenantStatus>,
     pub limit: i64,
     pub offset: i64,
+}
+
+impl Default for TenantFilter {
+    fn default() -> Self {
+        Self {
+            status: None,
+            limit: 100,
+            offset: 0,
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -60,12 +70,18 @@ impl TryFrom<TenantRow> for Tenant {
 
 const SELECT: &str = "SELECT tenant_id, system_prompt, model_id, status, created_at, updated_at FROM tenants";
 
-/// A tenant's default model must exist (404) and be active (400).
-async fn check_default_model(conn: &mut sqlx::AnyConnection, model_id: &ModelId) -> Result<()> {
-    let status: Option<(String,)> = sqlx::query_as("SELECT status FROM models WHERE model_id = $1")
-        .bind(model_id.as_str())
-        .fetch_optional(&mut *conn)
-        .await?;
+/// A tenant's default model must exist (404) and be active (400). `lock` keeps it from being
+/// deleted before the referencing row is written.
+async fn check_default_model(
+    conn: &mut sqlx::AnyConnection,
+    model_id: &ModelId,
+    lock: &'static str,
+) -> Result<()> {
+    let status: Option<(String,)> =
+        sqlx::query_as(concat(&["SELECT status FROM models WHERE model_id = $1", lock]))
+            .bind(model_id.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
     match status {
         None => Err(StoreError::not_found("model", model_id)),
         Some((s,)) if s == ModelStatus::Active.as_str() => Ok(()),
@@ -76,8 +92,8 @@ async fn check_default_model(conn: &mut sqlx::AnyConnection, model_id: &ModelId)
     }
 }
 
-async fn fetch(conn: &mut sqlx::AnyConnection, id: &TenantId) -> Result<Tenant> {
-    let row: Option<TenantRow> = sqlx::query_as(concat(SELECT, " WHERE tenant_id = $1"))
+async fn fetch(conn: &mut sqlx::AnyConnection, id: &TenantId, lock: &'static str) -> Result<Tenant> {
+    let row: Option<TenantRow> = sqlx::query_as(concat(&[SELECT, " WHERE tenant_id = $1", lock]))
         .bind(id.as_str())
         .fetch_optional(conn)
         .await?;
@@ -87,13 +103,13 @@ async fn fetch(conn: &mut sqlx::AnyConnection, id: &TenantId) -> Result<Tenant> 
 #[async_trait::async_trait]
 impl TenantStore for SqlStore {
     async fn list_tenants(&self, filter: &TenantFilter) -> Result<Vec<Tenant>> {
-        let rows: Vec<TenantRow> = sqlx::query_as(concat(
+        let rows: Vec<TenantRow> = sqlx::query_as(concat(&[
             SELECT,
             " WHERE ($1 IS NULL OR status = $1) ORDER BY created_at DESC, tenant_id LIMIT $2 OFFSET $3",
-        ))
+        ]))
         .bind(filter.status.map(TenantStatus::as_str))
-        .bind(filter.limit)
-        .bind(filter.offset)
+        .bind(filter.limit.max(0))
+        .bind(filter.offset.max(0))
         .fetch_all(&self.read)
         .await?;
         rows.into_iter().map(Tenant::try_from).collect()
@@ -101,13 +117,13 @@ impl TenantStore for SqlStore {
 
     async fn get_tenant(&self, id: &TenantId) -> Result<Tenant> {
         let mut conn = self.read.acquire().await?;
-        fetch(&mut conn, id).await
+        fetch(&mut conn, id, "").await
     }
 
     async fn create_tenant(&self, actor: &Actor, new: &TenantCreate) -> Result<Tenant> {
         let mut tx = self.begin_write().await?;
         if let Some(model_id) = &new.model_id {
-            check_default_model(&mut tx, model_id).await?;
+            check_default_model(&mut tx, model_id, self.lock(Lock::KeyShare)).await?;
         }
         let now = now_ms();
         let inserted = sqlx::query(
@@ -127,7 +143,7 @@ impl TenantStore for SqlStore {
                 new.tenant_id
             )));
         }
-        let tenant = fetch(&mut tx, &new.tenant_id).await?;
+        let tenant = fetch(&mut tx, &new.tenant_id, "").await?;
         let entry = AuditEntry::admin(actor, "tenant.create", "tenant", new.tenant_id.as_str())
             .tenant(&new.tenant_id)
             .details(json!({ "model_id": new.model_id }));
@@ -138,11 +154,11 @@ impl TenantStore for SqlStore {
 
     async fn update_tenant(&self, actor: &Actor, id: &TenantId, patch: &TenantUpdate) -> Result<Tenant> {
         let mut tx = self.begin_write().await?;
-        let mut tenant = fetch(&mut tx, id).await?;
+        let mut tenant = fetch(&mut tx, id, self.lock(Lock::Update)).await?;
         if let Some(Some(model_id)) = &patch.model_id
             && tenant.model_id.as_ref() != Some(model_id)
         {
-            check_default_model(&mut tx, model_id).await?;
+            check_default_model(&mut tx, model_id, self.lock(Lock::KeyShare)).await?;
         }
         if let Some(prompt) = &patch.system_prompt {
             tenant.system_prompt.clone_from(prompt);
@@ -164,7 +180,7 @@ impl TenantStore for SqlStore {
         .bind(id.as_str())
         .execute(&mut *tx)
         .await?;
-        let tenant = fetch(&mut tx, id).await?;
+        let tenant = fetch(&mut tx, id, "").await?;
         let entry = AuditEntry::admin(actor, "tenant.update", "tenant", id.as_str())
             .tenant(id)
             .details(serde_json::to_value(patch).unwrap_or_default());
@@ -175,7 +191,7 @@ impl TenantStore for SqlStore {
 
     async fn delete_tenant(&self, actor: &Actor, id: &TenantId) -> Result<()> {
         let mut tx = self.begin_write().await?;
-        fetch(&mut tx, id).await?;
+        fetch(&mut tx, id, self.lock(Lock::Update)).await?;
         let mut details = Vec::new();
         for (what, sql) in [
             (

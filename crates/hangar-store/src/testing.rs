@@ -45,6 +45,13 @@ impl TestDb {
     }
 }
 
+/// Owning the temporary directory, a `TestDb` must not be taken apart: with this (empty) `Drop`,
+/// a closure that uses `db.store` captures the whole value instead of only that field, so the
+/// SQLite file outlives every connection to it.
+impl Drop for TestDb {
+    fn drop(&mut self) {}
+}
+
 impl TestDb {
     /// An existing database at `url` (migrated if needed), e.g. one a CLI test created.
     pub async fn open(url: &str) -> Self {
