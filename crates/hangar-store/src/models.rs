@@ -231,8 +231,16 @@ impl ModelStore for SqlStore {
     }
 }
 
+/// Applies the fields present in `patch`. The destructuring names every field of `ModelUpdate`,
+/// so a field added there without being applied here fails to compile.
 fn apply(model: &mut Model, patch: &ModelUpdate) {
-    let ModelUpdate {
+    macro_rules! apply_present {
+        ($($field:ident),* $(,)?) => {
+            let ModelUpdate { $($field),* } = patch.clone();
+            $( if let Some(value) = $field { model.$field = value; } )*
+        };
+    }
+    apply_present!(
         display_name,
         bedrock_model_id,
         model_region,
@@ -246,23 +254,5 @@ fn apply(model: &mut Model, patch: &ModelUpdate) {
         supports_extended_context,
         extended_context_window,
         status,
-    } = patch.clone();
-    macro_rules! set {
-        ($($field:ident),*) => { $( if let Some(v) = $field { model.$field = v; } )* };
-    }
-    set!(
-        display_name,
-        bedrock_model_id,
-        model_region,
-        input_token_price,
-        output_token_price,
-        cache_creation_5m_price,
-        cache_creation_1h_price,
-        cache_read_price,
-        context_window,
-        max_output_tokens,
-        supports_extended_context,
-        extended_context_window,
-        status
     );
 }
