@@ -12,6 +12,7 @@ mod ops;
 mod patch;
 mod price;
 mod tenant;
+mod usd;
 
 pub use api_key::{ApiKey, ApiKeyCreate, ApiKeyCreated};
 pub use audit::AuditRecord;
@@ -22,6 +23,7 @@ pub use ops::{ComponentHealth, HealthReport, HealthStatus, ReadyStatus, RootInfo
 pub use patch::double_option;
 pub use price::{Price, PriceError};
 pub use tenant::{Tenant, TenantCreate, TenantStatus, TenantUpdate};
+pub use usd::Usd;
 
 /// A field-level problem found while validating a request body, before it reaches the store.
 pub type Violations = Vec<ErrorDetail>;

@@ -1,0 +1,22 @@
+//! Hangar's model layer: one [`ModelProvider`] trait with one streaming call, and its
+//! implementations for the Anthropic Messages API, AWS Bedrock and OpenAI-compatible
+//! chat-completions endpoints.
+//!
+//! A provider takes a normalised [`ModelRequest`] (system blocks with cache marks; messages of
+//! text, image, tool-use, tool-result and thinking blocks; tool definitions; limits) and returns
+//! a stream of normalised [`StreamEvent`]s. Errors before the first event are returned from
+//! `stream` and may be retried; errors inside the stream are items of it and are never retried
+//! silently, because output may already have reached the user.
+
+mod cost;
+mod error;
+mod provider;
+mod types;
+
+pub use cost::{Prices, cost_of};
+pub use error::{LlmError, Result};
+pub use provider::{EventStream, ModelProvider};
+pub use types::{
+    BlockKind, CacheTtl, ContentBlock, ImageSource, Message, ModelRequest, Role, StopReason, StreamEvent,
+    SystemBlock, ToolResultContent, ToolSpec, Usage,
+};

@@ -1,0 +1,1 @@
+//! Test support for Hangar: a fake model server (see `fake_model`).
