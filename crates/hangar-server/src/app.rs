@@ -125,6 +125,10 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let grace = state.settings.shutdown_timeout();
     let app = router(state.clone());
+    let upkeep = state
+        .metrics
+        .clone()
+        .map(|handle| tokio::spawn(metrics_upkeep(handle)));
     let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
     let draining_state = state.clone();
     let server = axum::serve(
@@ -151,6 +155,19 @@ pub async fn serve(
         result = server => result?,
         () = deadline => tracing::warn!("shutdown timeout reached; dropping remaining connections"),
     }
+    if let Some(upkeep) = upkeep {
+        upkeep.abort();
+    }
     state.store.close().await;
     Ok(())
+}
+
+/// Drains the Prometheus histograms every few seconds. Without it they are drained only when
+/// `/metrics` is scraped, and an unscraped server's memory grows with every request.
+async fn metrics_upkeep(handle: metrics_exporter_prometheus::PrometheusHandle) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        handle.run_upkeep();
+    }
 }

@@ -104,6 +104,10 @@ impl SqlStore {
             AnyPoolOptions::new()
                 .max_connections(max)
                 .acquire_timeout(options.acquire_timeout)
+                // A SQLite connection is a local file that cannot hang up; pinging it before every
+                // use doubled the round trips to its worker thread. PostgreSQL connections can
+                // die with the server or the network, so they are still checked.
+                .test_before_acquire(dialect == Dialect::Postgres)
                 .after_connect(move |conn, _meta| {
                     Box::pin(async move {
                         if dialect == Dialect::Sqlite {
