@@ -8,14 +8,29 @@
 //! `stream` and may be retried; errors inside the stream are items of it and are never retried
 //! silently, because output may already have reached the user.
 
+mod breaker;
 mod cost;
 mod error;
+mod gateway;
 mod provider;
+mod providers;
+mod registry;
+mod retry;
+mod scripted;
 mod types;
 
+pub use breaker::{BreakerConfig, CircuitBreakers, CircuitState, Permit};
 pub use cost::{Prices, cost_of};
 pub use error::{LlmError, Result};
+pub use gateway::{Attempt, Gateway, GatewayFailure, GatewayStream, Target};
 pub use provider::{EventStream, ModelProvider};
+pub use providers::{
+    AnthropicConfig, AnthropicDecoder, AnthropicProvider, BedrockConfig, BedrockCredentials, BedrockProvider,
+    OpenAiConfig, OpenAiDecoder, OpenAiProvider,
+};
+pub use registry::{EnvLookup, ProviderSettings, Registry};
+pub use retry::RetryPolicy;
+pub use scripted::{ScriptItem, ScriptedProvider, Step, text_reply_events};
 pub use types::{
     BlockKind, CacheTtl, ContentBlock, ImageSource, Message, ModelRequest, Role, StopReason, StreamEvent,
     SystemBlock, ToolResultContent, ToolSpec, Usage,

@@ -11,6 +11,7 @@ mod model;
 mod ops;
 mod patch;
 mod price;
+mod simple_chat;
 mod tenant;
 mod usd;
 
@@ -18,10 +19,16 @@ pub use api_key::{ApiKey, ApiKeyCreate, ApiKeyCreated};
 pub use audit::AuditRecord;
 pub use error::{ErrorBody, ErrorCode, ErrorDetail, ErrorInfo};
 pub use ids::{ApiKeyId, IdError, ModelId, TenantId};
-pub use model::{Model, ModelCreate, ModelStatus, ModelUpdate, ModelUsage};
+pub use model::{
+    MAX_FALLBACKS, Model, ModelCreate, ModelStatus, ModelUpdate, ModelUsage, ProviderKind, check_provider,
+};
 pub use ops::{ComponentHealth, HealthReport, HealthStatus, ReadyStatus, RootInfo};
 pub use patch::double_option;
 pub use price::{Price, PriceError};
+pub use simple_chat::{
+    ChatDone, ChatError, ChatRole, ChatStatus, ChatTextDelta, ChatUsage, SimpleChat, SimpleChatDetail,
+    SimpleChatList, SimpleChatMessage, SimpleChatStreamRequest,
+};
 pub use tenant::{Tenant, TenantCreate, TenantStatus, TenantUpdate};
 pub use usd::Usd;
 

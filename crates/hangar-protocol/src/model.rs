@@ -32,13 +32,58 @@ impl ModelStatus {
     }
 }
 
+/// Which API serves a model.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderKind {
+    /// The Anthropic Messages API (`ANTHROPIC_API_KEY`, `ANTHROPIC_BASE_URL`).
+    Anthropic,
+    /// AWS Bedrock (the original's only provider, hence the default).
+    #[default]
+    Bedrock,
+    /// Any OpenAI-compatible chat-completions endpoint (`base_url` required).
+    Openai,
+}
+
+impl ProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Anthropic => "anthropic",
+            Self::Bedrock => "bedrock",
+            Self::Openai => "openai",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "anthropic" => Some(Self::Anthropic),
+            "bedrock" => Some(Self::Bedrock),
+            "openai" => Some(Self::Openai),
+            _ => None,
+        }
+    }
+}
+
+/// Most models a fallback chain may name.
+pub const MAX_FALLBACKS: usize = 5;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Model {
     pub model_id: ModelId,
     pub display_name: String,
-    /// The provider's own id for the model (kept under the original's name).
+    /// Which API serves the model.
+    pub provider: ProviderKind,
+    /// The provider's own id for the model (kept under the original's name for every provider).
     pub bedrock_model_id: String,
     pub model_region: Option<String>,
+    /// Endpoint of the provider's API: required for `openai` (e.g. `http://127.0.0.1:11434/v1`),
+    /// optional for `anthropic` (overrides `ANTHROPIC_BASE_URL`).
+    pub base_url: Option<String>,
+    /// Name of the environment variable that holds the API key for this model (`openai`, or
+    /// `anthropic` to override `ANTHROPIC_API_KEY`). Must end in `_API_KEY` or `_TOKEN`.
+    pub api_key_env: Option<String>,
+    /// Models to try, in order, when this one fails in a way retrying did not cure.
+    pub fallback_model_ids: Vec<ModelId>,
     /// USD per 1,000 input tokens.
     pub input_token_price: Price,
     /// USD per 1,000 output tokens.
@@ -71,9 +116,17 @@ fn default_max_output_tokens() -> i64 {
 pub struct ModelCreate {
     pub model_id: ModelId,
     pub display_name: String,
+    #[serde(default)]
+    pub provider: ProviderKind,
     pub bedrock_model_id: String,
     #[serde(default)]
     pub model_region: Option<String>,
+    #[serde(default)]
+    pub base_url: Option<String>,
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    #[serde(default)]
+    pub fallback_model_ids: Vec<ModelId>,
     #[serde(default)]
     pub input_token_price: Price,
     #[serde(default)]
@@ -102,6 +155,8 @@ pub struct ModelUpdate {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<ProviderKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bedrock_model_id: Option<String>,
     #[serde(
         default,
@@ -110,6 +165,22 @@ pub struct ModelUpdate {
     )]
     #[schema(value_type = Option<String>)]
     pub model_region: Option<Option<String>>,
+    #[serde(
+        default,
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<String>)]
+    pub base_url: Option<Option<String>>,
+    #[serde(
+        default,
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<String>)]
+    pub api_key_env: Option<Option<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_model_ids: Option<Vec<ModelId>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_token_price: Option<Price>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -140,6 +211,8 @@ pub struct ModelUpdate {
 /// What still refers to a model; a model can only be deleted when every count is zero.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ModelUsage {
+    /// Other models that name this one in their fallback chain.
+    pub fallback_for: i64,
     pub tenants: i64,
     pub conversations: i64,
     pub simple_chats: i64,
@@ -148,11 +221,16 @@ pub struct ModelUsage {
 
 impl ModelUsage {
     pub fn is_unused(&self) -> bool {
-        self.tenants == 0 && self.conversations == 0 && self.simple_chats == 0 && self.usage_logs == 0
+        self.fallback_for == 0
+            && self.tenants == 0
+            && self.conversations == 0
+            && self.simple_chats == 0
+            && self.usage_logs == 0
     }
 
     pub fn details(&self) -> Vec<ErrorDetail> {
         [
+            ("fallback_for", self.fallback_for, "models name it as a fallback"),
             ("tenants", self.tenants, "tenants use it as their default model"),
             ("conversations", self.conversations, "conversations use it"),
             ("simple_chats", self.simple_chats, "simple chats use it"),
@@ -198,9 +276,86 @@ fn check_tokens(field: &str, value: i64, out: &mut Violations) {
     }
 }
 
+fn check_base_url(url: &str, out: &mut Violations) {
+    let ok = (url.starts_with("http://") || url.starts_with("https://"))
+        && url.len() <= 500
+        && !url.chars().any(|c| c.is_control() || c.is_whitespace());
+    if !ok {
+        out.push(ErrorDetail::field(
+            "body.base_url",
+            "invalid_url",
+            "base_url must be an http:// or https:// URL of at most 500 characters",
+        ));
+    }
+}
+
+/// Only variables meant to hold model credentials can be named, so a model row can never make
+/// Hangar send an unrelated secret (say `DATABASE_URL`) to an arbitrary endpoint.
+fn check_key_env(name: &str, out: &mut Violations) {
+    let shape = name.len() <= 100
+        && name.starts_with(|c: char| c.is_ascii_uppercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+    if !(shape && (name.ends_with("_API_KEY") || name.ends_with("_TOKEN"))) {
+        out.push(ErrorDetail::field(
+            "body.api_key_env",
+            "invalid_env_name",
+            "api_key_env must be an upper-case variable name ending in _API_KEY or _TOKEN",
+        ));
+    }
+}
+
+fn check_fallbacks(own: Option<&ModelId>, ids: &[ModelId], out: &mut Violations) {
+    let mut seen = std::collections::BTreeSet::new();
+    if ids.len() > MAX_FALLBACKS {
+        out.push(ErrorDetail::field(
+            "body.fallback_model_ids",
+            "too_many",
+            format!("at most {MAX_FALLBACKS} fallback models"),
+        ));
+    }
+    for id in ids {
+        if Some(id) == own || !seen.insert(id) {
+            out.push(ErrorDetail::field(
+                "body.fallback_model_ids",
+                "duplicate",
+                format!("'{id}' appears twice or names the model itself"),
+            ));
+        }
+    }
+}
+
+/// Provider-specific requirements, checked on the model as it will be stored.
+pub fn check_provider(provider: ProviderKind, base_url: Option<&str>) -> Violations {
+    let mut out = Vec::new();
+    match (provider, base_url) {
+        (ProviderKind::Openai, None) => out.push(ErrorDetail::field(
+            "body.base_url",
+            "required",
+            "an openai model needs base_url (e.g. http://127.0.0.1:11434/v1)",
+        )),
+        (ProviderKind::Bedrock, Some(_)) => out.push(ErrorDetail::field(
+            "body.base_url",
+            "not_applicable",
+            "bedrock models take their endpoint from AWS_REGION / AWS_ENDPOINT_URL_BEDROCK_RUNTIME",
+        )),
+        _ => {}
+    }
+    out
+}
+
 impl ModelCreate {
     pub fn validate(&self) -> Violations {
         let mut out = Vec::new();
+        if let Some(url) = &self.base_url {
+            check_base_url(url, &mut out);
+        }
+        if let Some(name) = &self.api_key_env {
+            check_key_env(name, &mut out);
+        }
+        check_fallbacks(Some(&self.model_id), &self.fallback_model_ids, &mut out);
+        out.extend(check_provider(self.provider, self.base_url.as_deref()));
         check_text("display_name", &self.display_name, 200, &mut out);
         check_text("bedrock_model_id", &self.bedrock_model_id, 200, &mut out);
         if let Some(region) = &self.model_region {
@@ -216,8 +371,19 @@ impl ModelCreate {
 }
 
 impl ModelUpdate {
+    /// Field checks; provider-specific requirements are checked on the merged model
+    /// ([`check_provider`]).
     pub fn validate(&self) -> Violations {
         let mut out = Vec::new();
+        if let Some(Some(url)) = &self.base_url {
+            check_base_url(url, &mut out);
+        }
+        if let Some(Some(name)) = &self.api_key_env {
+            check_key_env(name, &mut out);
+        }
+        if let Some(ids) = &self.fallback_model_ids {
+            check_fallbacks(None, ids, &mut out);
+        }
         if let Some(name) = &self.display_name {
             check_text("display_name", name, 200, &mut out);
         }

@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use utoipa::ToSchema;
 
 /// US dollars in nano-dollar units. Shown as a decimal string with at least six decimals
@@ -53,9 +53,51 @@ impl Serialize for Usd {
     }
 }
 
+impl std::str::FromStr for Usd {
+    type Err = String;
+
+    /// Parses `"0.000315"` (up to nine decimals) back into nano-dollars.
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (sign, body) = text.strip_prefix('-').map_or((1, text), |rest| (-1, rest));
+        let (whole, frac) = body.split_once('.').unwrap_or((body, ""));
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        if !digits(whole) || (!frac.is_empty() && !digits(frac)) || frac.len() > 9 {
+            return Err(format!("not a dollar amount: {text:?}"));
+        }
+        let whole: i64 = whole.parse().map_err(|_| format!("amount too large: {text:?}"))?;
+        let frac: i64 = if frac.is_empty() {
+            0
+        } else {
+            format!("{frac:0<9}").parse().map_err(|_| text.to_owned())?
+        };
+        whole
+            .checked_mul(NANOS)
+            .and_then(|n| n.checked_add(frac))
+            .map(|n| Usd(sign * n))
+            .ok_or_else(|| format!("amount too large: {text:?}"))
+    }
+}
+
+impl<'de> Deserialize<'de> for Usd {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::Usd;
+
+    #[test]
+    fn parse_round_trips() {
+        for nanos in [0, 315_000, 300, 1, 5_000_000_000, 12_345_678_912, -1_500_000] {
+            let usd = Usd::from_nanos(nanos);
+            assert_eq!(usd.to_string().parse::<Usd>(), Ok(usd));
+        }
+        assert!("1.0000000001".parse::<Usd>().is_err());
+        assert!("abc".parse::<Usd>().is_err());
+    }
 
     #[test]
     fn display() {

@@ -147,8 +147,10 @@ impl Server {
         let (state, listener) = runtime.block_on(async {
             let store = open_store(&settings).await?;
             let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+            // The benchmark never calls a model; the providers are built from settings as in `serve`.
+            let llm = std::sync::Arc::new(hangar_server::Llm::from_settings(&settings));
             anyhow::Ok((
-                AppState::new(settings, store, telemetry::metrics_handle()),
+                AppState::new(settings, store, telemetry::metrics_handle(), llm),
                 listener,
             ))
         })?;

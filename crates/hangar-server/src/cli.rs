@@ -48,6 +48,23 @@ enum Command {
     /// Manage tenant API keys.
     #[command(subcommand, name = "api-keys")]
     ApiKeys(admin::KeyCommand),
+    /// Tools for local development.
+    #[command(subcommand)]
+    Dev(DevCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum DevCommand {
+    /// Serve a fake model API (Anthropic, Bedrock and OpenAI wire formats) that answers from a
+    /// script, for demos and local testing without a real model. See docs/fake-model.md.
+    FakeModel {
+        /// JSON script: `{"responses": [...], "default": ...}` (or a whole config with `script`).
+        #[arg(long)]
+        script: PathBuf,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:4010")]
+        addr: std::net::SocketAddr,
+    },
 }
 
 pub fn run(cli: Cli) -> ExitCode {
@@ -103,6 +120,10 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Tenants(cmd) => admin::tenants(&*open_store(&settings).await?, cmd).await,
         Command::Models(cmd) => admin::models(&*open_store(&settings).await?, cmd).await,
         Command::ApiKeys(cmd) => admin::keys(&*open_store(&settings).await?, cmd).await,
+        Command::Dev(DevCommand::FakeModel { script, addr }) => {
+            tracing::info!(%addr, script = %script.display(), "fake model server listening");
+            hangar_testkit::serve_script_file(&script, addr).await
+        }
     }
 }
 
@@ -134,7 +155,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         environment = settings.app_env.as_str(),
         "hangar listening"
     );
-    let state = AppState::new(settings, store, telemetry::metrics_handle());
+    let llm = std::sync::Arc::new(crate::llm::Llm::from_settings(&settings));
+    let state = AppState::new(settings, store, telemetry::metrics_handle(), llm);
     crate::serve(state, listener, shutdown_signal()).await
 }
 

@@ -77,6 +77,23 @@ pub struct Settings {
     pub metrics_public: bool,
     /// Serve the interactive API docs at `/docs`.
     pub docs_enabled: bool,
+    /// Endpoint of the Anthropic Messages API (the key comes from `ANTHROPIC_API_KEY`, which is
+    /// read from the environment only and never stored in settings).
+    pub anthropic_base_url: String,
+    /// Region of Bedrock calls (credentials come from the standard AWS chain).
+    pub aws_region: String,
+    /// Overrides the Bedrock runtime endpoint (e.g. a local test server).
+    pub aws_endpoint_url_bedrock_runtime: Option<String>,
+    /// Attempts per model call before falling back (the original's name; all providers).
+    pub bedrock_max_retries: u32,
+    /// Base of the exponential backoff, in seconds.
+    pub bedrock_retry_base_delay: f64,
+    /// Cap of the exponential backoff, in seconds.
+    pub bedrock_retry_max_delay: f64,
+    /// Seconds a model call may take before it fails with a connection error.
+    pub model_request_timeout: f64,
+    /// A cheap model for chat titles; without it a title is the start of the first message.
+    pub title_model_id: Option<String>,
 }
 
 impl Default for Settings {
@@ -118,6 +135,14 @@ impl Default for Settings {
             metrics_enabled: true,
             metrics_public: false,
             docs_enabled: true,
+            anthropic_base_url: "https://api.anthropic.com".into(),
+            aws_region: "us-west-2".into(),
+            aws_endpoint_url_bedrock_runtime: None,
+            bedrock_max_retries: 3,
+            bedrock_retry_base_delay: 1.0,
+            bedrock_retry_max_delay: 10.0,
+            model_request_timeout: 600.0,
+            title_model_id: None,
         }
     }
 }
@@ -250,6 +275,20 @@ impl Settings {
         }
         if !(self.request_timeout.is_finite() && self.request_timeout > 0.0) {
             out.push("REQUEST_TIMEOUT must be a positive number of seconds".into());
+        }
+        if let Some(id) = &self.title_model_id
+            && id.parse::<hangar_protocol::ModelId>().is_err()
+        {
+            out.push(format!("TITLE_MODEL_ID: {id:?} is not a valid model id"));
+        }
+        for (name, secs) in [
+            ("BEDROCK_RETRY_BASE_DELAY", self.bedrock_retry_base_delay),
+            ("BEDROCK_RETRY_MAX_DELAY", self.bedrock_retry_max_delay),
+            ("MODEL_REQUEST_TIMEOUT", self.model_request_timeout),
+        ] {
+            if !(secs.is_finite() && secs > 0.0) {
+                out.push(format!("{name} must be a positive number of seconds"));
+            }
         }
         if self.rate_limit_enabled && (self.rate_limit_requests == 0 || self.rate_limit_period == 0) {
             out.push(

@@ -6,17 +6,21 @@
 
 mod app;
 mod auth;
+mod chat;
 pub mod cli;
 pub mod config;
 mod error;
 mod extract;
+pub mod llm;
 mod middleware;
 mod redact;
 mod routes;
+mod sse;
 mod state;
 pub mod telemetry;
 
 pub use app::{openapi, router, serve};
 pub use auth::Principal;
 pub use config::{AppEnv, Settings};
+pub use llm::Llm;
 pub use state::AppState;

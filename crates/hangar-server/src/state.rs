@@ -9,6 +9,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::auth::AdminKeys;
 use crate::config::{AppEnv, Settings};
+use crate::llm::Llm;
 
 #[derive(Clone)]
 pub struct AppState(Arc<Shared>);
@@ -18,6 +19,7 @@ pub struct Shared {
     pub store: Arc<dyn Store>,
     pub admin_keys: AdminKeys,
     pub metrics: Option<PrometheusHandle>,
+    pub llm: Arc<Llm>,
     shutting_down: AtomicBool,
 }
 
@@ -30,13 +32,19 @@ impl Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(settings: Settings, store: Arc<dyn Store>, metrics: Option<PrometheusHandle>) -> Self {
+    pub fn new(
+        settings: Settings,
+        store: Arc<dyn Store>,
+        metrics: Option<PrometheusHandle>,
+        llm: Arc<Llm>,
+    ) -> Self {
         let admin_keys = AdminKeys::new(&settings.api_keys);
         Self(Arc::new(Shared {
             settings,
             store,
             admin_keys,
             metrics,
+            llm,
             shutting_down: AtomicBool::new(false),
         }))
     }

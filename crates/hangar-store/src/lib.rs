@@ -13,17 +13,21 @@ mod api_keys;
 mod audit;
 mod error;
 mod models;
+mod simple_chats;
 mod sql;
 mod store;
 mod tenants;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod time;
+mod usage;
 
 pub use api_keys::{ApiKeyStore, AuthenticatedKey, KEY_PREFIX};
 pub use audit::{AuditEntry, AuditFilter, AuditStore};
 pub use error::{Result, StoreError};
 pub use models::ModelStore;
+pub use simple_chats::{NewSimpleChat, SimpleChatFilter, SimpleChatStore};
 pub use sql::{Dialect, SqlStore, StoreOptions};
 pub use store::{Actor, Store};
 pub use tenants::{TenantFilter, TenantStore};
+pub use usage::{NewUsage, UsageStore};

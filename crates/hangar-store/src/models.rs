@@ -1,6 +1,8 @@
 //! The global model catalogue: prices, limits, lifecycle status, delete protection.
 
-use hangar_protocol::{Model, ModelCreate, ModelId, ModelStatus, ModelUpdate, ModelUsage, Price};
+use hangar_protocol::{
+    Model, ModelCreate, ModelId, ModelStatus, ModelUpdate, ModelUsage, Price, ProviderKind, check_provider,
+};
 
 use crate::audit::{AuditEntry, insert_audit};
 use crate::sql::{Lock, SqlStore, concat, count_where};
@@ -24,8 +26,12 @@ pub trait ModelStore {
 struct ModelRow {
     model_id: String,
     display_name: String,
+    provider: String,
     bedrock_model_id: String,
     model_region: Option<String>,
+    base_url: Option<String>,
+    api_key_env: Option<String>,
+    fallback_model_ids: String,
     input_token_price: i64,
     output_token_price: i64,
     cache_creation_5m_price: i64,
@@ -51,8 +57,12 @@ impl TryFrom<ModelRow> for Model {
         Ok(Model {
             model_id: row.model_id.try_into().map_err(StoreError::corrupt)?,
             display_name: row.display_name,
+            provider: ProviderKind::parse(&row.provider).ok_or_else(|| StoreError::corrupt(&row.provider))?,
             bedrock_model_id: row.bedrock_model_id,
             model_region: row.model_region,
+            base_url: row.base_url,
+            api_key_env: row.api_key_env,
+            fallback_model_ids: serde_json::from_str(&row.fallback_model_ids).map_err(StoreError::corrupt)?,
             input_token_price: price(row.input_token_price)?,
             output_token_price: price(row.output_token_price)?,
             cache_creation_5m_price: price(row.cache_creation_5m_price)?,
@@ -69,7 +79,8 @@ impl TryFrom<ModelRow> for Model {
     }
 }
 
-const SELECT: &str = "SELECT model_id, display_name, bedrock_model_id, model_region, input_token_price, \
+const SELECT: &str = "SELECT model_id, display_name, provider, bedrock_model_id, model_region, base_url, \
+     api_key_env, fallback_model_ids, input_token_price, \
      output_token_price, cache_creation_5m_price, cache_creation_1h_price, cache_read_price, context_window, \
      max_output_tokens, supports_extended_context, extended_context_window, status, created_at, updated_at \
      FROM models";
@@ -84,7 +95,19 @@ async fn fetch(conn: &mut sqlx::AnyConnection, id: &ModelId, lock: &'static str)
 
 async fn usage(conn: &mut sqlx::AnyConnection, id: &ModelId) -> Result<ModelUsage> {
     let id = id.as_str();
+    // Ids never contain a double quote, so the quoted id matches exactly one JSON array element;
+    // `_` (allowed in ids) is a LIKE wildcard and is escaped.
+    let pattern = format!(
+        "%\"{}\"%",
+        id.replace('\\', "\\\\").replace('_', "\\_").replace('%', "\\%")
+    );
     Ok(ModelUsage {
+        fallback_for: count_where(
+            conn,
+            "SELECT COUNT(*) FROM models WHERE fallback_model_ids LIKE $1 ESCAPE '\\'",
+            &pattern,
+        )
+        .await?,
         tenants: count_where(conn, "SELECT COUNT(*) FROM tenants WHERE model_id = $1", id).await?,
         conversations: count_where(conn, "SELECT COUNT(*) FROM conversations WHERE model_id = $1", id)
             .await?,
@@ -99,15 +122,15 @@ async fn write_row(conn: &mut sqlx::AnyConnection, model: &Model, insert: bool) 
         "INSERT INTO models (display_name, bedrock_model_id, model_region, input_token_price, \
          output_token_price, cache_creation_5m_price, cache_creation_1h_price, cache_read_price, \
          context_window, max_output_tokens, supports_extended_context, extended_context_window, status, \
-         updated_at, model_id, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $14) \
+         updated_at, model_id, provider, base_url, api_key_env, fallback_model_ids, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $14) \
          ON CONFLICT (model_id) DO NOTHING"
     } else {
         "UPDATE models SET display_name = $1, bedrock_model_id = $2, model_region = $3, \
          input_token_price = $4, output_token_price = $5, cache_creation_5m_price = $6, \
          cache_creation_1h_price = $7, cache_read_price = $8, context_window = $9, max_output_tokens = $10, \
-         supports_extended_context = $11, extended_context_window = $12, status = $13, updated_at = $14 \
-         WHERE model_id = $15"
+         supports_extended_context = $11, extended_context_window = $12, status = $13, updated_at = $14, \
+         provider = $16, base_url = $17, api_key_env = $18, fallback_model_ids = $19 WHERE model_id = $15"
     };
     let done = sqlx::query(sql)
         .bind(&model.display_name)
@@ -125,6 +148,10 @@ async fn write_row(conn: &mut sqlx::AnyConnection, model: &Model, insert: bool) 
         .bind(model.status.as_str())
         .bind(now_ms())
         .bind(model.model_id.as_str())
+        .bind(model.provider.as_str())
+        .bind(model.base_url.as_deref())
+        .bind(model.api_key_env.as_deref())
+        .bind(serde_json::to_string(&model.fallback_model_ids).map_err(StoreError::corrupt)?)
         .execute(conn)
         .await?;
     Ok(done.rows_affected())
@@ -153,8 +180,12 @@ impl ModelStore for SqlStore {
         let model = Model {
             model_id: new.model_id.clone(),
             display_name: new.display_name.clone(),
+            provider: new.provider,
             bedrock_model_id: new.bedrock_model_id.clone(),
             model_region: new.model_region.clone(),
+            base_url: new.base_url.clone(),
+            api_key_env: new.api_key_env.clone(),
+            fallback_model_ids: new.fallback_model_ids.clone(),
             input_token_price: new.input_token_price,
             output_token_price: new.output_token_price,
             cache_creation_5m_price: new.cache_creation_5m_price,
@@ -169,6 +200,7 @@ impl ModelStore for SqlStore {
             updated_at: now,
         };
         let mut tx = self.begin_write().await?;
+        check_fallbacks(self, &mut tx, &model).await?;
         if write_row(&mut tx, &model, true).await? == 0 {
             return Err(StoreError::conflict(format!(
                 "model '{}' already exists",
@@ -189,6 +221,17 @@ impl ModelStore for SqlStore {
         let mut tx = self.begin_write().await?;
         let mut model = fetch(&mut tx, id, self.lock(Lock::Update)).await?;
         apply(&mut model, patch);
+        if let Some(problem) = check_provider(model.provider, model.base_url.as_deref())
+            .into_iter()
+            .next()
+        {
+            let field = problem.field.unwrap_or_default();
+            return Err(StoreError::invalid(
+                field.trim_start_matches("body."),
+                problem.message,
+            ));
+        }
+        check_fallbacks(self, &mut tx, &model).await?;
         write_row(&mut tx, &model, false).await?;
         let model = fetch(&mut tx, id, "").await?;
         let details = serde_json::to_value(patch).unwrap_or_default();
@@ -231,6 +274,33 @@ impl ModelStore for SqlStore {
     }
 }
 
+/// Every fallback must be an existing model other than the model itself; `Lock::KeyShare` keeps
+/// it from being deleted before this model names it.
+async fn check_fallbacks(store: &SqlStore, conn: &mut sqlx::AnyConnection, model: &Model) -> Result<()> {
+    for id in &model.fallback_model_ids {
+        if *id == model.model_id {
+            return Err(StoreError::invalid(
+                "fallback_model_ids",
+                "a model cannot be its own fallback",
+            ));
+        }
+        let found: Option<(String,)> = sqlx::query_as(concat(&[
+            "SELECT model_id FROM models WHERE model_id = $1",
+            store.lock(Lock::KeyShare),
+        ]))
+        .bind(id.as_str())
+        .fetch_optional(&mut *conn)
+        .await?;
+        if found.is_none() {
+            return Err(StoreError::invalid(
+                "fallback_model_ids",
+                format!("fallback model '{id}' does not exist"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Applies the fields present in `patch`. The destructuring names every field of `ModelUpdate`,
 /// so a field added there without being applied here fails to compile.
 fn apply(model: &mut Model, patch: &ModelUpdate) {
@@ -242,8 +312,12 @@ fn apply(model: &mut Model, patch: &ModelUpdate) {
     }
     apply_present!(
         display_name,
+        provider,
         bedrock_model_id,
         model_region,
+        base_url,
+        api_key_env,
+        fallback_model_ids,
         input_token_price,
         output_token_price,
         cache_creation_5m_price,

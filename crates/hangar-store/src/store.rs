@@ -1,6 +1,6 @@
 //! The [`Store`] trait: everything Hangar persists, one sub-trait per entity.
 
-use crate::{ApiKeyStore, AuditStore, ModelStore, Result, TenantStore};
+use crate::{ApiKeyStore, AuditStore, ModelStore, Result, SimpleChatStore, TenantStore, UsageStore};
 
 /// Who is making a change, written to the audit log in the same transaction as the change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,7 +26,9 @@ impl Actor {
 /// All of Hangar's persistent state. Held as `Arc<dyn Store>`; [`crate::SqlStore`] implements it
 /// for SQLite and PostgreSQL.
 #[async_trait::async_trait]
-pub trait Store: TenantStore + ModelStore + ApiKeyStore + AuditStore + Send + Sync + 'static {
+pub trait Store:
+    TenantStore + ModelStore + ApiKeyStore + AuditStore + SimpleChatStore + UsageStore + Send + Sync + 'static
+{
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
 

@@ -5,6 +5,7 @@ mod api_keys;
 mod audit;
 mod models;
 mod ops;
+mod simple_chats;
 mod tenants;
 
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -30,6 +31,7 @@ pub use ops::{OpenApiJson, no_route, wrong_method};
         (name = "models", description = "The model catalogue with prices"),
         (name = "api-keys", description = "Tenant-scoped API keys"),
         (name = "audit", description = "Audit log of admin actions and refused requests"),
+        (name = "simple-chats", description = "Direct chats with a model, streamed as server-sent events"),
     )
 )]
 struct ApiDoc;
@@ -58,6 +60,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(models::routes())
         .merge(api_keys::routes())
         .merge(audit::routes())
+        .merge(simple_chats::routes())
 }
 
 /// Resolves `limit`/`offset` query values (kept as plain fields of each query struct: serde's

@@ -24,6 +24,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct TenantQuery {
     /// Only tenants with this status.
     status: Option<TenantStatus>,

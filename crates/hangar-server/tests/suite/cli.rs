@@ -5,6 +5,7 @@ use std::process::{Command, Output};
 
 use pretty_assertions::assert_eq;
 use reqwest::StatusCode;
+use serde_json::json;
 
 use super::*;
 
@@ -123,4 +124,53 @@ fn migrate_creates_the_embedded_database() {
     assert!(data.join("hangar.db").exists());
     let openapi = hangar(&data, &[], &["openapi"]);
     assert_eq!(json(&openapi)["openapi"], "3.1.0");
+}
+
+#[tokio::test]
+async fn dev_fake_model_serves_a_script_file() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/fake-model.json");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_hangar"))
+        .env_clear()
+        .env("LOG_LEVEL", "warn")
+        .args([
+            "dev",
+            "fake-model",
+            "--script",
+            script,
+            "--addr",
+            &addr.to_string(),
+        ])
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let url = format!("http://{addr}/v1/messages");
+    let body = json!({ "model": "fake-1", "max_tokens": 10, "stream": true,
+                       "messages": [{ "role": "user", "content": "hi" }] });
+    let mut reply = None;
+    for _ in 0..100 {
+        let sent = client
+            .post(&url)
+            .header("x-api-key", "k")
+            .header("anthropic-version", "2023-06-01")
+            .json(&body)
+            .send()
+            .await;
+        if let Ok(response) = sent {
+            reply = Some(response);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let text = reply
+        .expect("the fake model server came up")
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("event: message_start"), "{text}");
+    assert!(text.contains("I am a scripted model"), "{text}");
+    child.kill().await.unwrap();
 }

@@ -31,6 +31,8 @@ mod errors;
 mod models;
 mod openapi;
 mod ops;
+mod providers;
+mod simple_chats;
 mod tenants;
 
 use std::sync::Arc;
@@ -50,6 +52,30 @@ pub struct TestApp {
     pub state: AppState,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+/// `(event, data)` pairs of an SSE body (comments and keep-alives skipped).
+pub fn sse_events(text: &str) -> Vec<(String, Value)> {
+    text.replace("\r\n", "\n")
+        .split("\n\n")
+        .filter_map(|block| {
+            let mut name = None;
+            let mut data = String::new();
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("event:") {
+                    name = Some(v.trim().to_owned());
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data.push_str(v.trim_start());
+                }
+            }
+            let data = if data.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_str(&data).unwrap_or(Value::String(data))
+            };
+            name.map(|n| (n, data))
+        })
+        .collect()
 }
 
 pub struct Reply {
@@ -74,7 +100,15 @@ impl TestApp {
     }
 
     pub async fn start_with(backend: Backend, vars: &[(&str, &str)]) -> Self {
-        Self::start_on(TestDb::new(backend).await, vars).await
+        Self::start_on(TestDb::new(backend).await, vars, None).await
+    }
+
+    /// A server whose models are served by `registry` (a scripted provider, or providers pointed
+    /// at the fake model server), with the admin key and any extra settings.
+    pub async fn start_llm(backend: Backend, extra: &[(&str, &str)], registry: hangar_llm::Registry) -> Self {
+        let mut vars = vec![("API_KEYS", ADMIN_KEY), ("LOG_LEVEL", "warn")];
+        vars.extend_from_slice(extra);
+        Self::start_on(TestDb::new(backend).await, &vars, Some(registry)).await
     }
 
     /// A server (with `ADMIN_KEY`) on an existing database given by `DATABASE_URL` in `vars`.
@@ -85,16 +119,22 @@ impl TestApp {
             .map(|(_, v)| *v)
             .expect("DATABASE_URL");
         let db = TestDb::open(url).await;
-        Self::start_on(db, &[("API_KEYS", ADMIN_KEY), ("LOG_LEVEL", "warn")]).await
+        Self::start_on(db, &[("API_KEYS", ADMIN_KEY), ("LOG_LEVEL", "warn")], None).await
     }
 
-    async fn start_on(db: TestDb, vars: &[(&str, &str)]) -> Self {
+    async fn start_on(db: TestDb, vars: &[(&str, &str)], registry: Option<hangar_llm::Registry>) -> Self {
         let mut vars: Vec<(String, String)> = vars.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
         vars.push(("DATABASE_URL".into(), db.url.clone()));
         let settings = Settings::from_sources(None, vars).expect("settings");
         assert!(settings.problems().is_empty(), "{:?}", settings.problems());
         let store: Arc<dyn hangar_store::Store> = db.store.clone();
-        let state = AppState::new(settings, store, hangar_server::telemetry::metrics_handle());
+        // Without a registry of its own, a test's models are served by an empty script: a call
+        // fails with a configuration error instead of reaching anything.
+        let registry = registry.unwrap_or_else(|| {
+            hangar_llm::Registry::fixed(Arc::new(hangar_llm::ScriptedProvider::new("unscripted", [])))
+        });
+        let llm = Arc::new(hangar_server::Llm::with_registry(&settings, registry));
+        let state = AppState::new(settings, store, hangar_server::telemetry::metrics_handle(), llm);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let (tx, rx) = oneshot::channel();
@@ -110,6 +150,27 @@ impl TestApp {
             shutdown: Some(tx),
             server: Some(server),
         }
+    }
+
+    /// Posts a simple-chat message and returns the response headers and its parsed SSE events.
+    pub async fn chat(
+        &self,
+        tenant: &str,
+        key: &str,
+        body: Value,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Vec<(String, Value)>) {
+        let response = self
+            .client
+            .post(self.url(&format!("/api/tenants/{tenant}/simple-chats/stream")))
+            .header("x-api-key", key)
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("body");
+        (status, headers, sse_events(&text))
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -204,6 +265,18 @@ impl TestApp {
             .await
             .expect("sql");
         pool.close().await;
+    }
+
+    /// The first column of the first row of `query` as an integer (`COUNT(*)`, sums…).
+    pub async fn scalar(&self, query: &str) -> i64 {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&self.db.url).await.expect("connect");
+        let value: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(query.to_owned()))
+            .fetch_one(&pool)
+            .await
+            .expect("query");
+        pool.close().await;
+        value
     }
 
     /// Stops the server and waits for it.

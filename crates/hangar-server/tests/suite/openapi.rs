@@ -40,6 +40,11 @@ fn every_route_is_documented_with_schemas() {
         "POST /api/tenants/{tenant_id}/api-keys",
         "DELETE /api/tenants/{tenant_id}/api-keys/{key_id}",
         "GET /api/audit-log",
+        "POST /api/tenants/{tenant_id}/simple-chats/stream",
+        "GET /api/tenants/{tenant_id}/simple-chats",
+        "GET /api/tenants/{tenant_id}/simple-chats/{chat_id}",
+        "DELETE /api/tenants/{tenant_id}/simple-chats/{chat_id}",
+        "POST /api/tenants/{tenant_id}/simple-chats/{chat_id}/archive",
     ]
     .into_iter()
     .map(String::from)

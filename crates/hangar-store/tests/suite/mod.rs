@@ -95,8 +95,12 @@ pub fn new_model(id: &str, display_name: &str) -> ModelCreate {
     ModelCreate {
         model_id: mid(id),
         display_name: display_name.to_owned(),
+        provider: hangar_protocol::ProviderKind::Bedrock,
         bedrock_model_id: format!("provider.{id}-v1:0"),
         model_region: None,
+        base_url: None,
+        api_key_env: None,
+        fallback_model_ids: Vec::new(),
         input_token_price: Price::ZERO,
         output_token_price: Price::ZERO,
         cache_creation_5m_price: Price::ZERO,
@@ -109,7 +113,7 @@ pub fn new_model(id: &str, display_name: &str) -> ModelCreate {
     }
 }
 
-/// Every tenant (the default filter has `limit: 0`).
+/// Every tenant (more than the default page of 100).
 pub fn all_tenants() -> TenantFilter {
     TenantFilter {
         status: None,

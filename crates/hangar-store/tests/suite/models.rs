@@ -274,6 +274,7 @@ store_test!(usage_counts_references, |db| async move {
     assert_eq!(
         store.model_usage(&mid("m1")).await.unwrap(),
         ModelUsage {
+            fallback_for: 0,
             tenants: 2,
             conversations: 1,
             simple_chats: 0,
@@ -283,6 +284,7 @@ store_test!(usage_counts_references, |db| async move {
     assert_eq!(
         store.model_usage(&mid("m2")).await.unwrap(),
         ModelUsage {
+            fallback_for: 0,
             tenants: 1,
             conversations: 0,
             simple_chats: 0,
@@ -359,4 +361,50 @@ store_test!(delete_unused, |db| async move {
         .create_model(&actor(), &new_model("m1", "One again"))
         .await
         .unwrap();
+});
+
+store_test!(fallback_chain_checked_and_protected, |db| async move {
+    let store = &db.store;
+    store
+        .create_model(&actor(), &new_model("m2", "Two"))
+        .await
+        .unwrap();
+    let mut m1 = new_model("m1", "One");
+    m1.fallback_model_ids = vec![mid("ghost")];
+    assert_invalid(store.create_model(&actor(), &m1).await, "fallback_model_ids");
+    m1.fallback_model_ids = vec![mid("m2")];
+    let created = store.create_model(&actor(), &m1).await.unwrap();
+    assert_eq!(created.fallback_model_ids, vec![mid("m2")]);
+    // m2 cannot go while m1 names it; the count says why.
+    assert_eq!(store.model_usage(&mid("m2")).await.unwrap().fallback_for, 1);
+    assert!(matches!(
+        store.delete_model(&actor(), &mid("m2")).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    // `_` in an id is not a wildcard: "m_" does not match "m2".
+    store
+        .create_model(&actor(), &new_model("m_", "Underscore"))
+        .await
+        .unwrap();
+    assert_eq!(store.model_usage(&mid("m_")).await.unwrap().fallback_for, 0);
+    let patch = ModelUpdate {
+        fallback_model_ids: Some(vec![mid("m1")]),
+        ..Default::default()
+    };
+    assert_invalid(
+        store.update_model(&actor(), &mid("m1"), &patch).await,
+        "fallback_model_ids",
+    );
+    let patch = ModelUpdate {
+        fallback_model_ids: Some(Vec::new()),
+        ..Default::default()
+    };
+    store.update_model(&actor(), &mid("m1"), &patch).await.unwrap();
+    store.delete_model(&actor(), &mid("m2")).await.unwrap();
+    // Provider rules hold on the merged model: openai needs a base_url.
+    let patch = ModelUpdate {
+        provider: Some(hangar_protocol::ProviderKind::Openai),
+        ..Default::default()
+    };
+    assert_invalid(store.update_model(&actor(), &mid("m1"), &patch).await, "base_url");
 });

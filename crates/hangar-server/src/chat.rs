@@ -1,0 +1,268 @@
+//! One simple-chat exchange: the user's message in, the model's answer streamed out as
+//! `text_delta` events, then persisted with its usage, cost and (first time) a title, and a final
+//! `done` — exactly once, whatever happened. The exchange runs as its own task: a client that
+//! disconnects does not stop the answer from being stored and billed.
+
+use futures::StreamExt;
+use hangar_llm::{LlmError, Message, ModelRequest, Prices, Role, StreamEvent, SystemBlock, Usage, cost_of};
+use hangar_protocol::{ChatRole, ChatUsage, Model, ModelId, SimpleChat, SimpleChatMessage, Usd};
+use hangar_store::NewUsage;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::llm::Chain;
+use crate::sse::EventSink;
+use crate::state::AppState;
+
+/// `maxTokens` and `temperature` of the original's simple chat.
+const MAX_TOKENS: u32 = 4096;
+const TEMPERATURE: f32 = 1.0;
+/// A fallback title is the first characters of the user's message.
+const FALLBACK_TITLE_CHARS: usize = 50;
+
+/// What an exchange works on.
+pub struct Exchange {
+    pub chat: SimpleChat,
+    pub chain: Chain,
+    /// The conversation so far, ending with the user's new message.
+    pub history: Vec<SimpleChatMessage>,
+}
+
+/// The usage of the calls an exchange made, and what they cost.
+#[derive(Debug, Default)]
+struct Bill {
+    usage: Usage,
+    cost: Usd,
+}
+
+impl Bill {
+    fn chat_usage(&self) -> ChatUsage {
+        let u = &self.usage;
+        ChatUsage {
+            input_tokens: u.input_tokens,
+            output_tokens: u.output_tokens,
+            cache_creation_5m_tokens: u.cache_write_5m_tokens,
+            cache_creation_1h_tokens: u.cache_write_1h_tokens,
+            cache_read_tokens: u.cache_read_tokens,
+            total_tokens: u.total(),
+        }
+    }
+}
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Writes one usage row for a call and adds it to the bill.
+async fn record(state: &AppState, chat: &SimpleChat, model: &Model, usage: &Usage, bill: &mut Bill) {
+    let cost = cost_of(usage, &Prices::from(model));
+    let row = NewUsage {
+        tenant_id: Some(chat.tenant_id.clone()),
+        user_id: Some(chat.user_id.clone()),
+        model_id: Some(model.model_id.clone()),
+        simple_chat_id: Some(chat.chat_id),
+        input_tokens: to_i64(usage.input_tokens),
+        output_tokens: to_i64(usage.output_tokens),
+        cache_creation_5m_tokens: to_i64(usage.cache_write_5m_tokens),
+        cache_creation_1h_tokens: to_i64(usage.cache_write_1h_tokens),
+        cache_read_tokens: to_i64(usage.cache_read_tokens),
+        cost,
+        ..NewUsage::default()
+    };
+    match state.store.record_usage(&row).await {
+        Ok(_) => {
+            bill.usage.add(usage);
+            bill.cost = bill.cost.saturating_add(cost);
+        }
+        Err(err) => tracing::error!(error = %err, chat_id = %chat.chat_id, "could not record usage"),
+    }
+}
+
+/// The outcome of streaming one call: the text, its usage, and which model answered.
+struct Answer {
+    text: String,
+    usage: Usage,
+    model: Model,
+}
+
+/// Streams one call through the gateway, forwarding text deltas when `sink` is given. On a
+/// mid-stream failure the usage seen so far is still returned with the error, to be billed.
+async fn call(
+    state: &AppState,
+    chain: &Chain,
+    request: &ModelRequest,
+    mut sink: Option<&mut EventSink>,
+    cancel: CancellationToken,
+) -> Result<Answer, (LlmError, Option<(Model, Usage)>)> {
+    let mut stream = state
+        .llm
+        .stream(chain, request, cancel)
+        .await
+        .map_err(|err| (err, None))?;
+    let model = stream.model;
+    let mut text = String::new();
+    let mut usage = Usage::default();
+    while let Some(item) = stream.events.next().await {
+        match item {
+            Ok(StreamEvent::TextDelta { text: delta, .. }) => {
+                if let Some(sink) = sink.as_deref_mut() {
+                    sink.send("text_delta", json!({ "content": delta })).await;
+                }
+                text.push_str(&delta);
+            }
+            Ok(StreamEvent::Usage(latest)) => usage = latest,
+            Ok(_) => {}
+            Err(err) => return Err((err, Some((model, usage)))),
+        }
+    }
+    Ok(Answer { text, usage, model })
+}
+
+fn request(chat: &SimpleChat, history: &[SimpleChatMessage]) -> ModelRequest {
+    let messages = history
+        .iter()
+        .map(|m| match m.role {
+            ChatRole::User => Message::user(m.content.clone()),
+            ChatRole::Assistant => Message::assistant(m.content.clone()),
+        })
+        .collect();
+    ModelRequest {
+        model: String::new(),
+        system: vec![SystemBlock {
+            text: chat.system_prompt.clone(),
+            cache: None,
+        }],
+        messages,
+        tools: Vec::new(),
+        max_tokens: MAX_TOKENS,
+        temperature: Some(TEMPERATURE),
+        stop_sequences: Vec::new(),
+        thinking_budget: None,
+    }
+}
+
+/// The first characters of the user's message on one line: the title when no title model is
+/// configured or it fails.
+pub fn fallback_title(first_message: &str) -> String {
+    let line: String = first_message.split_whitespace().collect::<Vec<_>>().join(" ");
+    let title: String = line.chars().take(FALLBACK_TITLE_CHARS).collect();
+    if title.is_empty() {
+        "New chat".to_owned()
+    } else {
+        title
+    }
+}
+
+/// Asks the title model for a short title, billing the call to the chat.
+async fn generate_title(
+    state: &AppState,
+    chat: &SimpleChat,
+    question: &str,
+    answer: &str,
+    bill: &mut Bill,
+) -> String {
+    let fallback = fallback_title(question);
+    let Some(chain) = state.llm.title_chain(state).await else {
+        return fallback;
+    };
+    let prompt = format!(
+        "Write a title of at most six words for a conversation that begins like this. Reply with the \
+         title only, without quotes.\n\nUser: {}\n\nAssistant: {}",
+        question.chars().take(200).collect::<String>(),
+        answer.chars().take(300).collect::<String>(),
+    );
+    let request = ModelRequest {
+        model: String::new(),
+        system: Vec::new(),
+        messages: vec![Message {
+            role: Role::User,
+            content: vec![hangar_llm::ContentBlock::text(prompt)],
+        }],
+        tools: Vec::new(),
+        max_tokens: 100,
+        temperature: Some(0.7),
+        stop_sequences: Vec::new(),
+        thinking_budget: None,
+    };
+    match call(state, &chain, &request, None, CancellationToken::new()).await {
+        Ok(answer) => {
+            record(state, chat, &answer.model, &answer.usage, bill).await;
+            let title: String = answer
+                .text
+                .trim()
+                .trim_matches(['"', '\'', '「', '」'])
+                .chars()
+                .take(50)
+                .collect();
+            if title.trim().is_empty() {
+                fallback
+            } else {
+                title.trim().to_owned()
+            }
+        }
+        Err((err, partial)) => {
+            if let Some((model, usage)) = partial {
+                record(state, chat, &model, &usage, bill).await;
+            }
+            tracing::warn!(error = %err, chat_id = %chat.chat_id, "title generation failed; using the first message");
+            fallback
+        }
+    }
+}
+
+/// Runs the exchange to its end and emits `done` exactly once.
+pub async fn run(state: AppState, exchange: Exchange, mut sink: EventSink, cancel: CancellationToken) {
+    let Exchange { chat, chain, history } = exchange;
+    let mut bill = Bill::default();
+    let request = request(&chat, &history);
+    let outcome = call(&state, &chain, &request, Some(&mut sink), cancel).await;
+    let (status, title, answered_by) = match outcome {
+        Ok(answer) => {
+            record(&state, &chat, &answer.model, &answer.usage, &mut bill).await;
+            if let Err(err) = state
+                .store
+                .append_simple_chat_message(chat.chat_id, ChatRole::Assistant, &answer.text)
+                .await
+            {
+                tracing::error!(error = %err, chat_id = %chat.chat_id, "could not store the answer");
+            }
+            let mut title = None;
+            if chat.title.is_none() && !answer.text.trim().is_empty() {
+                let question = history
+                    .iter()
+                    .find(|m| m.role == ChatRole::User)
+                    .map_or("", |m| m.content.as_str());
+                let generated = generate_title(&state, &chat, question, &answer.text, &mut bill).await;
+                match state.store.set_simple_chat_title(chat.chat_id, &generated).await {
+                    Ok(()) => title = Some(generated),
+                    Err(err) => tracing::error!(error = %err, "could not store the title"),
+                }
+            }
+            ("success", title, Some(answer.model.model_id))
+        }
+        Err((err, partial)) => {
+            let answered_by = partial.as_ref().map(|(model, _)| model.model_id.clone());
+            if let Some((model, usage)) = partial {
+                record(&state, &chat, &model, &usage, &mut bill).await;
+            }
+            tracing::warn!(error = %err, kind = err.kind(), chat_id = %chat.chat_id, "simple chat call failed");
+            sink.send(
+                "error",
+                json!({ "error_type": err.kind(), "message": err.to_string(), "recoverable": err.is_retryable() }),
+            )
+            .await;
+            ("error", None, answered_by)
+        }
+    };
+    sink.send(
+        "done",
+        json!({
+            "status": status,
+            "title": title,
+            "model_id": answered_by.as_ref().map(ModelId::as_str),
+            "usage": bill.chat_usage(),
+            "cost_usd": bill.cost,
+        }),
+    )
+    .await;
+}
