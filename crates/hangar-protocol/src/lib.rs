@@ -13,6 +13,7 @@ mod patch;
 mod price;
 mod simple_chat;
 mod tenant;
+mod text_enum;
 mod usd;
 
 pub use api_key::{ApiKey, ApiKeyCreate, ApiKeyCreated};

@@ -15,22 +15,7 @@ pub enum ModelStatus {
     Deprecated,
 }
 
-impl ModelStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Active => "active",
-            Self::Deprecated => "deprecated",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "active" => Some(Self::Active),
-            "deprecated" => Some(Self::Deprecated),
-            _ => None,
-        }
-    }
-}
+crate::text_enum::text_enum!(ModelStatus { Active => "active", Deprecated => "deprecated" });
 
 /// Which API serves a model.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -45,24 +30,7 @@ pub enum ProviderKind {
     Openai,
 }
 
-impl ProviderKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Anthropic => "anthropic",
-            Self::Bedrock => "bedrock",
-            Self::Openai => "openai",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "anthropic" => Some(Self::Anthropic),
-            "bedrock" => Some(Self::Bedrock),
-            "openai" => Some(Self::Openai),
-            _ => None,
-        }
-    }
-}
+crate::text_enum::text_enum!(ProviderKind { Anthropic => "anthropic", Bedrock => "bedrock", Openai => "openai" });
 
 /// Most models a fallback chain may name.
 pub const MAX_FALLBACKS: usize = 5;

@@ -17,22 +17,7 @@ pub enum ChatStatus {
     Archived,
 }
 
-impl ChatStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Active => "active",
-            Self::Archived => "archived",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "active" => Some(Self::Active),
-            "archived" => Some(Self::Archived),
-            _ => None,
-        }
-    }
-}
+crate::text_enum::text_enum!(ChatStatus { Active => "active", Archived => "archived" });
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct SimpleChat {
@@ -56,22 +41,7 @@ pub enum ChatRole {
     Assistant,
 }
 
-impl ChatRole {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::User => "user",
-            Self::Assistant => "assistant",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "user" => Some(Self::User),
-            "assistant" => Some(Self::Assistant),
-            _ => None,
-        }
-    }
-}
+crate::text_enum::text_enum!(ChatRole { User => "user", Assistant => "assistant" });
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct SimpleChatMessage {
