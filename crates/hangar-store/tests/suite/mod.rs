@@ -14,9 +14,8 @@ use sqlx::any::AnyPoolOptions;
 
 /// `store_test!(name, |db| async move { ... })` expands to a module `name` with two tests,
 /// `sqlite` and `postgres`, each running the body against a fresh, migrated [`TestDb`].
-/// Attributes written before the name (e.g. `#[ignore = "why"]`) go on both tests.
 macro_rules! store_test {
-    ($(#[$attr:meta])* $name:ident, $body:expr) => {
+    ($name:ident, $body:expr) => {
         mod $name {
             #[allow(unused_imports)]
             use super::*;
@@ -25,13 +24,11 @@ macro_rules! store_test {
             use pretty_assertions::{assert_eq, assert_ne};
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            $(#[$attr])*
             async fn sqlite() {
                 $crate::suite::run(hangar_store::testing::Backend::Sqlite, $body).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            $(#[$attr])*
             async fn postgres() {
                 $crate::suite::run(hangar_store::testing::Backend::Postgres, $body).await;
             }
