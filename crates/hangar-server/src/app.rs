@@ -124,6 +124,14 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let grace = state.settings.shutdown_timeout();
+    match state.sandboxes.start().await {
+        Ok(0) => {}
+        Ok(reaped) => tracing::warn!(reaped, "removed sandboxes left behind by a previous process"),
+        Err(err) => tracing::warn!(error = %err, "sandbox start-up clean-up failed"),
+    }
+    if let Err(err) = state.sandboxes.backend().ready() {
+        tracing::warn!(error = %err, "sandboxes are unavailable; commands will fail until this is fixed");
+    }
     let app = router(state.clone());
     let upkeep = state
         .metrics
@@ -165,6 +173,7 @@ pub async fn serve(
     if let Some(upkeep) = upkeep {
         upkeep.abort();
     }
+    state.sandboxes.shutdown().await;
     state.store.close().await;
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! validation, and are audited as actor `cli`.
 
 mod admin;
+mod sandbox;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -51,6 +52,9 @@ enum Command {
     /// Tools for local development.
     #[command(subcommand)]
     Dev(DevCommand),
+    /// Inspect the host's sandbox support and run commands in throwaway sandboxes.
+    #[command(subcommand)]
+    Sandbox(sandbox::SandboxCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -120,6 +124,7 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Tenants(cmd) => admin::tenants(&*open_store(&settings).await?, cmd).await,
         Command::Models(cmd) => admin::models(&*open_store(&settings).await?, cmd).await,
         Command::ApiKeys(cmd) => admin::keys(&*open_store(&settings).await?, cmd).await,
+        Command::Sandbox(cmd) => sandbox::run(&settings, cmd).await,
         Command::Dev(DevCommand::FakeModel { script, addr }) => {
             tracing::info!(%addr, script = %script.display(), "fake model server listening");
             hangar_testkit::serve_script_file(&script, addr).await

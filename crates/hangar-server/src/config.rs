@@ -94,6 +94,42 @@ pub struct Settings {
     pub model_request_timeout: f64,
     /// A cheap model for chat titles; without it a title is the start of the first message.
     pub title_model_id: Option<String>,
+    /// `bwrap` (bubblewrap, the default) or `oci` (runc).
+    pub sandbox_backend: SandboxBackendKind,
+    /// CPU time per 100 ms period in microseconds (200000 = two CPUs), the original's unit.
+    pub container_cpu_quota: u64,
+    /// Bytes of memory per sandbox, tmpfs included; no swap.
+    pub container_memory_limit: u64,
+    /// Processes and threads per sandbox.
+    pub container_pids_limit: u64,
+    /// Bytes a conversation's workspace may hold (also the largest file).
+    pub sandbox_disk_limit: u64,
+    /// Size of each sandbox's private `/tmp`.
+    pub sandbox_tmp_size: u64,
+    /// Seconds without use before a sandbox is destroyed.
+    pub container_inactive_ttl: u64,
+    /// Seconds after which a sandbox is destroyed however busy.
+    pub container_absolute_ttl: u64,
+    /// Largest wall time of one command, in seconds.
+    pub container_execution_timeout: u64,
+    /// Seconds between lifecycle sweeps.
+    pub container_gc_interval: u64,
+    /// Ready sandboxes kept for new conversations.
+    pub warm_pool_min_size: usize,
+    pub warm_pool_max_size: usize,
+    /// Private networks (CIDRs) the egress proxy may reach anyway, e.g. an internal package mirror.
+    #[serde(deserialize_with = "list")]
+    pub sandbox_egress_allowed_networks: Vec<String>,
+    /// Host directories bound read-only into every sandbox (e.g. a prepared Python environment).
+    #[serde(deserialize_with = "list")]
+    pub sandbox_ro_binds: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SandboxBackendKind {
+    Bwrap,
+    Oci,
 }
 
 impl Default for Settings {
@@ -143,6 +179,20 @@ impl Default for Settings {
             bedrock_retry_max_delay: 10.0,
             model_request_timeout: 600.0,
             title_model_id: None,
+            sandbox_backend: SandboxBackendKind::Bwrap,
+            container_cpu_quota: 200_000,
+            container_memory_limit: 2 * 1024 * 1024 * 1024,
+            container_pids_limit: 256,
+            sandbox_disk_limit: 1024 * 1024 * 1024,
+            sandbox_tmp_size: 512 * 1024 * 1024,
+            container_inactive_ttl: 3600,
+            container_absolute_ttl: 8 * 3600,
+            container_execution_timeout: 600,
+            container_gc_interval: 60,
+            warm_pool_min_size: 0,
+            warm_pool_max_size: 10,
+            sandbox_egress_allowed_networks: Vec::new(),
+            sandbox_ro_binds: Vec::new(),
         }
     }
 }
@@ -185,7 +235,12 @@ impl Environment {
                     // scalars, so `APP_PORT=8000` is a number and `HSTS_ENABLED=true` a bool.
                     let value = if matches!(
                         key.as_str(),
-                        "api_keys" | "cors_origins" | "cors_methods" | "cors_headers"
+                        "api_keys"
+                            | "cors_origins"
+                            | "cors_methods"
+                            | "cors_headers"
+                            | "sandbox_egress_allowed_networks"
+                            | "sandbox_ro_binds"
                     ) || key.ends_with("_url")
                         || key == "log_level"
                     {
@@ -289,6 +344,21 @@ impl Settings {
             if !(secs.is_finite() && secs > 0.0) {
                 out.push(format!("{name} must be a positive number of seconds"));
             }
+        }
+        for cidr in &self.sandbox_egress_allowed_networks {
+            if cidr.parse::<hangar_sandbox::egress::Cidr>().is_err() {
+                out.push(format!(
+                    "SANDBOX_EGRESS_ALLOWED_NETWORKS: {cidr:?} is not a CIDR like 10.1.2.0/24"
+                ));
+            }
+        }
+        for path in &self.sandbox_ro_binds {
+            if !Path::new(path).is_absolute() {
+                out.push(format!("SANDBOX_RO_BINDS: {path:?} must be an absolute path"));
+            }
+        }
+        if self.container_execution_timeout == 0 || self.container_gc_interval == 0 {
+            out.push("CONTAINER_EXECUTION_TIMEOUT and CONTAINER_GC_INTERVAL must be positive".into());
         }
         if self.rate_limit_enabled && (self.rate_limit_requests == 0 || self.rate_limit_period == 0) {
             out.push(

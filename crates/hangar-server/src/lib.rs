@@ -15,6 +15,7 @@ pub mod llm;
 mod middleware;
 mod redact;
 mod routes;
+pub mod sandbox;
 mod sse;
 mod state;
 pub mod telemetry;

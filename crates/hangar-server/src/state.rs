@@ -4,6 +4,7 @@ use std::ops::Deref;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use hangar_sandbox::manager::SandboxManager;
 use hangar_store::Store;
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -20,6 +21,7 @@ pub struct Shared {
     pub admin_keys: AdminKeys,
     pub metrics: Option<PrometheusHandle>,
     pub llm: Arc<Llm>,
+    pub sandboxes: Arc<SandboxManager>,
     shutting_down: AtomicBool,
 }
 
@@ -39,12 +41,14 @@ impl AppState {
         llm: Arc<Llm>,
     ) -> Self {
         let admin_keys = AdminKeys::new(&settings.api_keys);
+        let sandboxes = crate::sandbox::manager(&settings, store.clone());
         Self(Arc::new(Shared {
             settings,
             store,
             admin_keys,
             metrics,
             llm,
+            sandboxes,
             shutting_down: AtomicBool::new(false),
         }))
     }

@@ -73,6 +73,7 @@ async fn check_database(state: &AppState) -> ComponentHealth {
 async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthReport>) {
     let mut checks = BTreeMap::new();
     checks.insert("database".to_owned(), check_database(&state).await);
+    checks.insert("sandbox".to_owned(), crate::sandbox::health(&state.sandboxes));
     let status = checks
         .values()
         .map(|c| c.status)

@@ -174,3 +174,51 @@ async fn dev_fake_model_serves_a_script_file() {
     assert!(text.contains("I am a scripted model"), "{text}");
     child.kill().await.unwrap();
 }
+
+#[test]
+fn sandbox_check_and_run() {
+    let data = tempfile::tempdir().unwrap();
+    let check = hangar(data.path(), &[], &["sandbox", "check"]);
+    let text = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        check.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    for item in [
+        "bubblewrap",
+        "runc",
+        "user_namespaces",
+        "cgroups",
+        "seccomp",
+        "landlock",
+    ] {
+        assert!(text.contains(item), "{item} missing from:\n{text}");
+    }
+    assert!(text.contains("configured backend bwrap: ready"), "{text}");
+    let run = hangar(
+        data.path(),
+        &[],
+        &[
+            "sandbox",
+            "run",
+            "--",
+            "/bin/sh",
+            "-c",
+            "echo in-sandbox; id -u; exit 4",
+        ],
+    );
+    assert_eq!(String::from_utf8_lossy(&run.stdout), "in-sandbox\n1000\n");
+    assert_eq!(run.status.code(), Some(4));
+    let oci = hangar(
+        data.path(),
+        &[("SANDBOX_BACKEND", "oci")],
+        &["sandbox", "run", "--", "/bin/echo", "via runc"],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&oci.stdout),
+        "via runc\n",
+        "{}",
+        String::from_utf8_lossy(&oci.stderr)
+    );
+}

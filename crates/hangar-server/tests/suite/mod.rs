@@ -32,6 +32,7 @@ mod models;
 mod openapi;
 mod ops;
 mod providers;
+mod sandbox;
 mod simple_chats;
 mod tenants;
 
@@ -52,6 +53,8 @@ pub struct TestApp {
     pub state: AppState,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    /// `HANGAR_DATA_DIR` (sandbox state, workspaces) of this server alone.
+    _data: tempfile::TempDir,
 }
 
 /// `(event, data)` pairs of an SSE body (comments and keep-alives skipped).
@@ -125,6 +128,10 @@ impl TestApp {
     async fn start_on(db: TestDb, vars: &[(&str, &str)], registry: Option<hangar_llm::Registry>) -> Self {
         let mut vars: Vec<(String, String)> = vars.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
         vars.push(("DATABASE_URL".into(), db.url.clone()));
+        let data = tempfile::tempdir().expect("data dir");
+        if !vars.iter().any(|(k, _)| k == "HANGAR_DATA_DIR") {
+            vars.push(("HANGAR_DATA_DIR".into(), data.path().display().to_string()));
+        }
         let settings = Settings::from_sources(None, vars).expect("settings");
         assert!(settings.problems().is_empty(), "{:?}", settings.problems());
         let store: Arc<dyn hangar_store::Store> = db.store.clone();
@@ -149,6 +156,7 @@ impl TestApp {
             state,
             shutdown: Some(tx),
             server: Some(server),
+            _data: data,
         }
     }
 

@@ -144,3 +144,43 @@ async fn shutdown_completes_promptly_and_closes_the_listener() {
     );
     drop(client);
 }
+
+#[tokio::test]
+async fn health_includes_the_sandbox_backend() {
+    let app = TestApp::start(hangar_store::testing::Backend::Sqlite, &[]).await;
+    let health = app.send(Method::GET, "/health", None, None).await;
+    assert_eq!(
+        health.body["checks"]["sandbox"]["status"], "healthy",
+        "{}",
+        health.body
+    );
+    assert_eq!(health.body["checks"]["sandbox"]["message"], "bwrap ready");
+}
+
+/// A data directory the sandbox uid cannot reach: the server starts, `/health` says why
+/// (degraded, not down), and nothing runs unsandboxed.
+#[tokio::test]
+async fn health_explains_an_unusable_sandbox_and_stays_up() {
+    use std::os::unix::fs::PermissionsExt;
+    let locked = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(locked.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let data = locked.path().join("data").display().to_string();
+    let app = TestApp::start(
+        hangar_store::testing::Backend::Sqlite,
+        &[("HANGAR_DATA_DIR", &data)],
+    )
+    .await;
+    let health = app.send(Method::GET, "/health", None, None).await;
+    assert_eq!(health.status, StatusCode::OK, "{}", health.body);
+    assert_eq!(health.body["status"], "degraded");
+    let sandbox = &health.body["checks"]["sandbox"];
+    assert_eq!(sandbox["status"], "degraded");
+    let message = sandbox["message"].as_str().unwrap();
+    assert!(
+        message.contains("cannot reach") && message.contains("fix:"),
+        "{message}"
+    );
+    let spec = hangar_sandbox::SandboxSpec::new("t/c", locked.path().join("ws"));
+    let refused = app.state.sandboxes.acquire("t/c", spec).await.err().unwrap();
+    assert!(refused.to_string().contains("sandbox unavailable"), "{refused}");
+}
