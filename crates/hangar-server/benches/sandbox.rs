@@ -25,8 +25,14 @@
 //!    backend includes each `runc run` left in the foreground outside the container's cgroup),
 //!    with their CPU use over a few idle seconds and this process's own RSS and descriptors.
 //!    The round trips of 3 are repeated in the same warm sandbox while the N others sit idle,
-//!    and a few more sandboxes are created and destroyed. Then all are destroyed and the bench
+//!    and a few more sandboxes are created and destroyed. Then the N are destroyed, the round
+//!    trips are measured once more with the warm sandbox alone (so that other work on the
+//!    machine is not mistaken for degradation), and after destroying that one too the bench
 //!    checks that no process, cgroup, state directory or runc container is left.
+//!
+//! Every row also shows `busy`: the cores the whole machine kept busy during that scenario, from
+//! `/proc/stat`. A sequential scenario by itself keeps about one of them busy; clearly more means
+//! something else was running and the row is disturbed.
 //!
 //! Environment (each also accepted with a `HANGAR_` prefix, as the other benches use):
 //! `BENCH_BACKEND` (`bwrap`, `oci` or `both`; default both when `Oci::new` works and runc is
@@ -163,6 +169,9 @@ struct Stat {
     p50: Duration,
     p99: Duration,
     max: Duration,
+    /// Cores the whole machine kept busy meanwhile (a sequential scenario alone uses about one;
+    /// more means other work was running).
+    busy: f64,
 }
 
 /// Nearest-rank percentile of sorted values.
@@ -181,7 +190,13 @@ fn stat(mut samples: Vec<Duration>) -> Stat {
         p50: percentile(&samples, 0.50),
         p99: percentile(&samples, 0.99),
         max: samples.last().copied().unwrap_or_default(),
+        busy: 0.0,
     }
+}
+
+/// Machine-wide busy cores between `ticks` (from [`machine_ticks`]) and now.
+fn busy_since(ticks: u64, since: Instant) -> f64 {
+    machine_ticks().saturating_sub(ticks) as f64 / TICKS / since.elapsed().as_secs_f64().max(1e-3)
 }
 
 fn ms(d: Duration) -> String {
@@ -198,8 +213,8 @@ fn ratio(a: Duration, b: Duration) -> f64 {
 
 fn header() {
     println!(
-        "{:<50} {:>6} {:>9} {:>9} {:>9}  {:<22}",
-        "scenario", "n", "p50 ms", "p99 ms", "max ms", "p50 vs baseline"
+        "{:<50} {:>6} {:>9} {:>9} {:>9} {:>5}  {:<22}",
+        "scenario", "n", "p50 ms", "p99 ms", "max ms", "busy", "p50 vs baseline"
     );
 }
 
@@ -210,11 +225,12 @@ fn row(name: &str, s: &Stat, baseline: Option<(&str, Duration)>) {
         None => String::new(),
     };
     println!(
-        "{name:<50} {:>6} {:>9} {:>9} {:>9}  {versus}",
+        "{name:<50} {:>6} {:>9} {:>9} {:>9} {:>5.2}  {versus}",
         s.n,
         ms(s.p50),
         ms(s.p99),
-        ms(s.max)
+        ms(s.max),
+        s.busy
     );
 }
 
@@ -228,12 +244,16 @@ where
         op().await?;
     }
     let mut samples = Vec::with_capacity(n);
+    let (ticks, since) = (machine_ticks(), Instant::now());
     for _ in 0..n {
         let started = Instant::now();
         op().await?;
         samples.push(started.elapsed());
     }
-    Ok(stat(samples))
+    Ok(Stat {
+        busy: busy_since(ticks, since),
+        ..stat(samples)
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -366,7 +386,11 @@ impl Bench<'_> {
     /// `count` sandboxes created, asked for their first output and destroyed, one after another.
     async fn create_cycle(&self, fleet: &mut Fleet, count: usize, warmup: usize) -> Result<Cycle> {
         let (mut create, mut first, mut destroy) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut ticks, mut since) = (machine_ticks(), Instant::now());
         for i in 0..warmup + count {
+            if i == warmup {
+                (ticks, since) = (machine_ticks(), Instant::now());
+            }
             let spec = self.spec();
             let started = Instant::now();
             let sandbox = self.backend.create(spec).await.context("create")?;
@@ -385,10 +409,14 @@ impl Bench<'_> {
                 destroy.push(destroy_started.elapsed());
             }
         }
+        let busy = busy_since(ticks, since);
         Ok(Cycle {
-            create: stat(create),
-            first: stat(first),
-            destroy: stat(destroy),
+            create: Stat { busy, ..stat(create) },
+            first: Stat { busy, ..stat(first) },
+            destroy: Stat {
+                busy,
+                ..stat(destroy)
+            },
         })
     }
 
@@ -467,6 +495,7 @@ impl Bench<'_> {
         let first = fleet.sandboxes.len();
         let mut creates = Vec::new();
         let started = Instant::now();
+        let ticks = machine_ticks();
         let mut failure = None;
         while fleet.sandboxes.len() - first < config.sandboxes && failure.is_none() {
             let k = config
@@ -496,7 +525,10 @@ impl Bench<'_> {
         }
         let fill = started.elapsed();
         let created = fleet.sandboxes.len() - first;
-        let creates = stat(creates);
+        let creates = Stat {
+            busy: busy_since(ticks, started),
+            ..stat(creates)
+        };
         println!();
         println!(
             "[{}] idle density: {created} of {} sandboxes started in {:.1} s (batches of {}){}",
@@ -521,12 +553,12 @@ impl Bench<'_> {
         let memory = cgroup_memory(&self.instance, self.kind);
         let processes = sandbox_processes(&self.instance);
         let process_memory = process_memory(&processes);
-        let cpu_before = cpu_ticks(&processes);
+        let cpu_before = cpu_nanos(&processes);
         let machine_before = machine_ticks();
         tokio::time::sleep(config.idle).await;
-        let cpu_after = cpu_ticks(&sandbox_processes(&self.instance));
+        let cpu_after = cpu_nanos(&processes);
         let machine_after = machine_ticks();
-        let idle_cores = cpu_after.saturating_sub(cpu_before) as f64 / TICKS / config.idle.as_secs_f64();
+        let idle_cores = cpu_after.saturating_sub(cpu_before) as f64 / 1e9 / config.idle.as_secs_f64();
         let machine_cores =
             machine_after.saturating_sub(machine_before) as f64 / TICKS / config.idle.as_secs_f64();
         let rss_after = self_rss();
@@ -571,9 +603,11 @@ impl Bench<'_> {
             i64::try_from(fds_after).unwrap_or(0) - i64::try_from(fds_before).unwrap_or(0),
         );
         println!(
-            "    idle CPU over {:.0} s: sandboxes {:.3} cores in total; whole machine {:.2} of {} cores busy",
+            "    idle CPU over {:.0} s (schedstat): sandboxes {:.4} cores in total = {:.0} us/s each; whole machine \
+             {:.2} of {} cores busy",
             config.idle.as_secs_f64(),
             idle_cores,
+            idle_cores * 1e6 / idle_total as f64,
             machine_cores,
             cores()
         );
@@ -623,6 +657,28 @@ impl Bench<'_> {
                 format!("; failures: {}", failures.join("; "))
             }
         );
+        // The same sandbox alone again, to tell degradation from other work on the machine.
+        let warm = first
+            .checked_sub(1)
+            .and_then(|i| fleet.sandboxes.get(i))
+            .ok_or_else(|| anyhow!("the warm sandbox is gone"))?
+            .as_ref();
+        let again = warm_round_trips(warm, &client, config).await?;
+        row(
+            &self.label("warm exec /bin/true (1 sandbox again)"),
+            &again.exec,
+            truth,
+        );
+        row(
+            &self.label("warm shell `echo hi` (1 sandbox again)"),
+            &again.shell,
+            truth,
+        );
+        row(
+            &self.label("warm supervisor ping (1 sandbox again)"),
+            &again.ping,
+            truth,
+        );
         Ok(Density {
             requested: config.sandboxes,
             created,
@@ -631,6 +687,7 @@ impl Bench<'_> {
             cgroup_per_gib: per_gib(memory.usage, memory.cgroups),
             idle_cores,
             busy,
+            again,
             cold: cycle,
         })
     }
@@ -650,6 +707,8 @@ struct Density {
     cgroup_per_gib: f64,
     idle_cores: f64,
     busy: Warm,
+    /// The warm sandbox alone again after the others were destroyed.
+    again: Warm,
     cold: Cycle,
 }
 
@@ -817,6 +876,20 @@ fn sandbox_processes(instance: &str) -> BTreeSet<i32> {
         .collect()
 }
 
+/// `pid comm state ppid cgroup`, for the leftovers report.
+fn describe_process(pid: i32) -> String {
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    let fields = stat_fields(pid).unwrap_or_default();
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+    let memory = cgroups.lines().find(|l| l.contains(":memory:")).unwrap_or("");
+    format!(
+        "pid {pid} {} state {} ppid {} {memory}",
+        comm.trim(),
+        fields.first().map_or("?", String::as_str),
+        fields.get(1).map_or("?", String::as_str)
+    )
+}
+
 #[derive(Default)]
 struct ProcessMemory {
     rss: u64,
@@ -845,15 +918,24 @@ fn process_memory(processes: &BTreeSet<i32>) -> ProcessMemory {
     total
 }
 
-/// utime + stime of the processes, in clock ticks.
-fn cpu_ticks(processes: &BTreeSet<i32>) -> u64 {
-    processes
-        .iter()
-        .filter_map(|&pid| {
-            let fields = stat_fields(pid)?;
-            Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
-        })
-        .sum()
+/// Nanoseconds on a CPU of all threads of the processes, from `/proc/<pid>/task/*/schedstat`.
+/// (utime/stime are sampled at clock ticks, which overcharges processes woken by timers.)
+fn cpu_nanos(processes: &BTreeSet<i32>) -> u64 {
+    let mut total = 0;
+    for pid in processes {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            let text = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+            total += text
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    total
 }
 
 /// Busy clock ticks of the whole machine (user nice system irq softirq steal).
@@ -922,13 +1004,26 @@ impl Clean {
 
 async fn verify_clean(kind: Kind, instance: &str, state: &Path) -> Clean {
     let mut clean = Clean::default();
-    // Processes killed a moment ago may still be exiting.
-    for _ in 0..50 {
-        clean.processes = sandbox_processes(instance).len();
-        if clean.processes == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    // Processes killed a moment ago may still be exiting, and zombies handed to PID 1 wait for it
+    // to reap them: wait up to 10 s, and say how many zombies there were right after destroy.
+    let zombie = |pid: &i32| stat_fields(*pid).is_some_and(|f| f.first().is_some_and(|s| s == "Z"));
+    let started = Instant::now();
+    let mut left = sandbox_processes(instance);
+    let first_zombies = left.iter().filter(|p| zombie(p)).count();
+    while !left.is_empty() && started.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        left = sandbox_processes(instance);
+    }
+    if first_zombies > 0 {
+        clean.notes.push(format!(
+            "{first_zombies} zombie processes right after destroy, {} after {:.1} s",
+            left.iter().filter(|p| zombie(p)).count(),
+            started.elapsed().as_secs_f64()
+        ));
+    }
+    clean.processes = left.len();
+    for pid in left.iter().take(3) {
+        clean.notes.push(format!("left: {}", describe_process(*pid)));
     }
     let hierarchies: Vec<PathBuf> = std::fs::read_dir(CGROUP_ROOT)
         .map(|entries| entries.flatten().map(|e| e.path()).collect())
@@ -1026,14 +1121,17 @@ fn summary(reports: &[Report], base: &Baseline) {
             );
         }
         if let (Some(density), Some(single)) = (&report.density, &report.single) {
-            let exec = ratio(density.busy.exec.p50, single.exec.p50);
-            let ping = ratio(density.busy.ping.p50, single.ping.p50);
-            let shell = ratio(density.busy.shell.p50, single.shell.p50);
+            // Against the faster of the two measurements alone (before and after).
+            let alone = |a: &Stat, b: &Stat| a.p50.min(b.p50);
+            let again = &density.again;
+            let exec = ratio(density.busy.exec.p50, alone(&single.exec, &again.exec));
+            let ping = ratio(density.busy.ping.p50, alone(&single.ping, &again.ping));
+            let shell = ratio(density.busy.shell.p50, alone(&single.shell, &again.shell));
             let degraded = exec > DEGRADED_RATIO || ping > DEGRADED_RATIO || shell > DEGRADED_RATIO;
             let enough = density.created >= TARGET_IDLE.min(density.requested) && density.failure.is_none();
             println!(
                 "  [{name}] ≥ {TARGET_IDLE} idle sandboxes without degrading: {} — {} idle, ~{:.0} sandboxes/GiB by \
-                 Pss ({:.0} by cgroup usage), {:.3} cores idle CPU; warm p50 with them vs alone: exec {exec:.2}x, \
+                 Pss ({:.0} by cgroup usage), {:.4} cores idle CPU; warm p50 with them vs alone (faster of before/after): exec {exec:.2}x, \
                  shell {shell:.2}x, ping {ping:.2}x (degraded above {DEGRADED_RATIO}x); create → first output p50 {} ms{}",
                 met(enough && !degraded && density.requested >= TARGET_IDLE),
                 density.created + 1,

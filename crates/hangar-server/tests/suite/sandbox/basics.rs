@@ -74,6 +74,14 @@ sandboxed!(the_shell_keeps_its_directory_and_exports, |rig| {
     );
     let out = run("cat <<'EOF'\nheredoc $HOME\nEOF").await;
     assert_eq!(out.stdout_text(), "heredoc $HOME\n");
+    // `set -e` survives the framing, and leading and trailing blanks of a command are kept.
+    let out = run("set -e\n  echo '  spaced  '  ").await;
+    assert_eq!(
+        (out.stdout_text().as_str(), out.exit.code),
+        ("  spaced  \n", Some(0))
+    );
+    assert_eq!(run("echo still-alive").await.stdout_text(), "still-alive\n");
+    run("set +e").await;
     // `exit` ends the session; the next command gets a fresh one in the last directory.
     let out = run("exit 3").await;
     assert_eq!(out.exit.code, Some(3));
