@@ -66,24 +66,33 @@ impl Cgroups {
         !matches!(self, Self::Unavailable(_))
     }
 
-    /// Creates the sandbox's cgroup with its limits.
-    pub fn create(&self, id: &SandboxId, limits: &Limits) -> io::Result<Cgroup> {
-        let cgroup = match self {
-            Self::V1 { instance } => {
-                let dirs: Vec<PathBuf> = V1_CONTROLLERS
+    /// The directories a sandbox's cgroup has (or would have) in this hierarchy.
+    fn cgroup(&self, id: &SandboxId) -> Option<Cgroup> {
+        match self {
+            Self::V1 { instance } => Some(Cgroup {
+                dirs: V1_CONTROLLERS
                     .iter()
                     .map(|c| Path::new(MOUNT).join(c).join(instance).join(id.as_str()))
-                    .collect();
-                Cgroup {
-                    dirs,
-                    version: CgroupVersion::V1,
-                }
-            }
-            Self::V2 { instance } => Cgroup {
+                    .collect(),
+                version: CgroupVersion::V1,
+            }),
+            Self::V2 { instance } => Some(Cgroup {
                 dirs: vec![Path::new(MOUNT).join(instance).join(id.as_str())],
                 version: CgroupVersion::V2,
-            },
-            Self::Unavailable(reason) => return Err(io::Error::other(reason.clone())),
+            }),
+            Self::Unavailable(_) => None,
+        }
+    }
+
+    /// Creates the sandbox's cgroup with its limits.
+    pub fn create(&self, id: &SandboxId, limits: &Limits) -> io::Result<Cgroup> {
+        let Some(cgroup) = self.cgroup(id) else {
+            let reason = if let Self::Unavailable(reason) = self {
+                reason.clone()
+            } else {
+                String::new()
+            };
+            return Err(io::Error::other(reason));
         };
         for dir in &cgroup.dirs {
             std::fs::create_dir_all(dir)?;
@@ -97,9 +106,9 @@ impl Cgroups {
 
     /// Cgroups of sandboxes this instance created earlier (for the start-up reaper).
     pub fn leftovers(&self) -> Vec<(SandboxId, Cgroup)> {
-        let (base, version) = match self {
-            Self::V1 { instance } => (Path::new(MOUNT).join("pids").join(instance), CgroupVersion::V1),
-            Self::V2 { instance } => (Path::new(MOUNT).join(instance), CgroupVersion::V2),
+        let base = match self {
+            Self::V1 { instance } => Path::new(MOUNT).join("pids").join(instance),
+            Self::V2 { instance } => Path::new(MOUNT).join(instance),
             Self::Unavailable(_) => return Vec::new(),
         };
         let Ok(entries) = std::fs::read_dir(&base) else {
@@ -108,22 +117,7 @@ impl Cgroups {
         entries
             .flatten()
             .filter_map(|e| SandboxId::try_from(e.file_name().to_string_lossy().into_owned()).ok())
-            .map(|id| {
-                let cgroup = match self {
-                    Self::V1 { instance } => Cgroup {
-                        dirs: V1_CONTROLLERS
-                            .iter()
-                            .map(|c| Path::new(MOUNT).join(c).join(instance).join(id.as_str()))
-                            .collect(),
-                        version,
-                    },
-                    _ => Cgroup {
-                        dirs: vec![base.join(id.as_str())],
-                        version,
-                    },
-                };
-                (id, cgroup)
-            })
+            .filter_map(|id| self.cgroup(&id).map(|cgroup| (id, cgroup)))
             .collect()
     }
 }

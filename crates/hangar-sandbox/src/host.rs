@@ -127,13 +127,11 @@ impl Prepared {
         }
         let listener = std::os::unix::net::UnixListener::bind(dir.join("sup.sock"))?;
         std::fs::set_permissions(dir.join("sup.sock"), std::fs::Permissions::from_mode(0o600))?;
-        let cgroup = match cgroups.available() {
-            true => Some(
-                cgroups
-                    .create(&id, &spec.limits)
-                    .map_err(|e| SandboxError::Start(format!("cgroup: {e}")))?,
-            ),
-            false => None,
+        let cgroup = if cgroups.available() {
+            let cgroup = cgroups.create(&id, &spec.limits);
+            Some(cgroup.map_err(|e| SandboxError::Start(format!("cgroup: {e}")))?)
+        } else {
+            None
         };
         let egress = match &spec.network {
             NetworkPolicy::None => None,
@@ -367,17 +365,6 @@ async fn read_all(stderr: Option<ChildStderr>) -> String {
 /// another server sharing the directory by mistake, or this one — are left alone.
 pub async fn reap_leftovers(host: &HostConfig, cgroups: &Cgroups) -> Result<usize> {
     let mut removed = 0;
-    let me = std::process::id();
-    let owner_alive = |dir: &Path| -> bool {
-        let Ok(text) = std::fs::read_to_string(dir.join("owner")) else {
-            return false;
-        };
-        match text.trim().parse::<u32>() {
-            Ok(pid) if pid == me => true,
-            Ok(pid) => Path::new("/proc").join(pid.to_string()).exists(),
-            Err(_) => false,
-        }
-    };
     for (id, cgroup) in cgroups.leftovers() {
         let dir = host.state_dir.join(id.as_str());
         if dir.exists() && owner_alive(&dir) {
@@ -402,6 +389,19 @@ pub async fn reap_leftovers(host: &HostConfig, cgroups: &Cgroups) -> Result<usiz
         removed += 1;
     }
     Ok(removed)
+}
+
+/// Whether the server process that created the sandbox directory `dir` (its `owner` file) is
+/// still running; this process counts as alive.
+pub(crate) fn owner_alive(dir: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(dir.join("owner")) else {
+        return false;
+    };
+    match text.trim().parse::<u32>() {
+        Ok(pid) if pid == std::process::id() => true,
+        Ok(pid) => Path::new("/proc").join(pid.to_string()).exists(),
+        Err(_) => false,
+    }
 }
 
 /// What else has to go when a sandbox is destroyed.

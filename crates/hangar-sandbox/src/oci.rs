@@ -44,7 +44,9 @@ use serde_json::{Value, json};
 use crate::cgroup::Cgroups;
 use crate::check::{CgroupVersion, cgroup_version, find_program};
 use crate::error::{Result, SandboxError};
-use crate::host::{HostConfig, INSIDE_SUPERVISOR, INSIDE_UID, INSIDE_WORKSPACE, Prepared, Teardown};
+use crate::host::{
+    HostConfig, INSIDE_SUPERVISOR, INSIDE_UID, INSIDE_WORKSPACE, Prepared, Teardown, owner_alive,
+};
 use crate::layout::{self, Mount};
 use crate::spec::{Limits, SandboxId, SandboxSpec};
 use crate::{Backend, Sandbox, supervisor};
@@ -460,19 +462,6 @@ fn parse_list(stdout: &[u8]) -> Vec<SandboxId> {
         .collect()
 }
 
-/// Whether the server process that created the sandbox directory `dir` is still running (the
-/// same test as [`crate::host::reap_leftovers`]).
-fn owner_alive(dir: &Path) -> bool {
-    let Ok(text) = std::fs::read_to_string(dir.join("owner")) else {
-        return false;
-    };
-    match text.trim().parse::<u32>() {
-        Ok(pid) if pid == std::process::id() => true,
-        Ok(pid) => Path::new("/proc").join(pid.to_string()).exists(),
-        Err(_) => false,
-    }
-}
-
 #[async_trait]
 impl Backend for Oci {
     fn name(&self) -> &'static str {
@@ -568,12 +557,8 @@ pub async fn delete(runc: &Path, root: &Path, id: &SandboxId) {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
-    use std::sync::Arc;
-    use std::time::Duration;
 
     use super::*;
-    use crate::host::EgressSettings;
-    use crate::spec::{ExecRequest, NetworkPolicy};
     use crate::supervisor::SupervisorConfig;
 
     const MIB: u64 = 1024 * 1024;
@@ -881,10 +866,9 @@ mod tests {
         }
     }
 
-    /// Runs a generated bundle with a shell instead of the supervisor. Needs root and runc:
-    /// `cargo test -p hangar-sandbox --lib oci -- --ignored`.
+    /// Runs a generated bundle with a shell instead of the supervisor. Needs root and runc, like
+    /// the sandbox suite of the server (`scripts/test` installs runc).
     #[test]
-    #[ignore = "needs root and runc"]
     fn runc_runs_a_generated_bundle() {
         let dir = tempfile::tempdir().unwrap();
         let oci = backend(dir.path(), "/bin/true");
@@ -931,195 +915,5 @@ mod tests {
             assert!(stdout.contains(expected), "{expected} in {stdout}");
         }
         assert!(dir.path().join("ws/w").exists());
-    }
-
-    /// A real sandbox with the `hangar` binary as supervisor:
-    /// `HANGAR_SUPERVISOR=/work/target/debug/hangar cargo test -p hangar-sandbox --lib oci -- --ignored`.
-    #[tokio::test]
-    #[ignore = "needs root, runc and the hangar binary in HANGAR_SUPERVISOR"]
-    async fn a_real_sandbox_runs_commands() {
-        let supervisor = std::env::var("HANGAR_SUPERVISOR").unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let mut host = HostConfig::new(supervisor, dir.path().join("state"));
-        host.egress = Some(EgressSettings {
-            resolver: Arc::new(crate::egress::StaticResolver::new([])),
-            audit: Arc::new(|_| {}),
-            allowed_networks: Vec::new(),
-            extra_ports: Vec::new(),
-        });
-        let oci = Oci::new(host).unwrap();
-        oci.ready().unwrap();
-        let mut spec = spec(dir.path());
-        spec.network = NetworkPolicy::Egress {
-            domains: vec!["example.com".to_owned()],
-        };
-        let sandbox = oci.create(spec).await.unwrap();
-        let run = |argv: &[&str]| {
-            let request = ExecRequest::new(argv.iter().copied());
-            let sandbox = &sandbox;
-            async move { sandbox.exec(request).await.unwrap().collect().await.unwrap() }
-        };
-        let out = run(&["id"]).await;
-        assert_eq!(
-            out.stdout_text().trim(),
-            "uid=1000(sandbox) gid=1000(sandbox) groups=1000(sandbox)"
-        );
-        let out = run(&[
-            "sh",
-            "-c",
-            "echo hi > /workspace/f && cat /workspace/f && pwd && hostname",
-        ])
-        .await;
-        assert_eq!(
-            out.stdout_text(),
-            "hi\n/workspace\nsandbox\n",
-            "{}",
-            out.stderr_text()
-        );
-        let out = run(&[
-            "sh",
-            "-c",
-            "cat /proc/1/cmdline | tr '\\0' ' '; echo; grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status",
-        ])
-        .await;
-        for line in ["CapEff:\t0000000000000000", "NoNewPrivs:\t1", "Seccomp:\t2"] {
-            assert!(
-                out.stdout_text().contains(line),
-                "{line} in {}",
-                out.stdout_text()
-            );
-        }
-        assert!(
-            out.stdout_text()
-                .starts_with("/.hangar/hangar __sandbox-supervisor"),
-            "{}",
-            out.stdout_text()
-        );
-        // The egress bridge listens on the sandbox's own loopback and reaches the host proxy.
-        let script = "exec 3<>/dev/tcp/127.0.0.1/3128 && printf 'GET http://evil.test/ HTTP/1.1\\r\\nHost: \
-                      evil.test\\r\\nConnection: close\\r\\n\\r\\n' >&3 && head -1 <&3";
-        let out = run(&["bash", "-c", script]).await;
-        assert!(
-            out.stdout_text().contains("403"),
-            "{} {}",
-            out.stdout_text(),
-            out.stderr_text()
-        );
-        let shell = sandbox
-            .shell("main", "cd /tmp && export A=1", None)
-            .await
-            .unwrap()
-            .collect()
-            .await
-            .unwrap();
-        assert_eq!(shell.exit.code, Some(0));
-        let shell = sandbox
-            .shell("main", "echo $A $PWD", None)
-            .await
-            .unwrap()
-            .collect()
-            .await
-            .unwrap();
-        assert_eq!(shell.stdout_text(), "1 /tmp\n");
-        assert!(sandbox.alive().await);
-        let id = sandbox.id().clone();
-        let runc = oci.runc.clone().unwrap();
-        assert_eq!(oci.containers(&runc).await, vec![id.clone()]);
-        // runc made the cgroup with the spec's limits (cgroup v1 or v2 layout).
-        let path = oci.cgroups_path(&id);
-        let pids_max = ["/sys/fs/cgroup/pids", "/sys/fs/cgroup"]
-            .iter()
-            .find_map(|base| std::fs::read_to_string(format!("{base}{path}/pids.max")).ok());
-        assert_eq!(pids_max.as_deref().map(str::trim), Some("77"));
-        let memory_max = [
-            "/sys/fs/cgroup/memory{path}/memory.limit_in_bytes",
-            "/sys/fs/cgroup{path}/memory.max",
-        ]
-        .iter()
-        .find_map(|file| std::fs::read_to_string(file.replace("{path}", &path)).ok());
-        assert_eq!(
-            memory_max.as_deref().map(str::trim),
-            Some((300 * MIB).to_string().as_str())
-        );
-        sandbox.destroy().await.unwrap();
-        assert!(!sandbox.alive().await);
-        assert!(oci.containers(&runc).await.is_empty());
-        assert!(!oci.host.state_dir.join(id.as_str()).exists());
-        assert!(std::fs::read_to_string(dir.path().join("ws/f")).unwrap() == "hi\n");
-    }
-
-    /// A sandbox dropped without `destroy()` (a panicking caller, a test) stops: killing runc
-    /// kills the supervisor, and with it every process of the sandbox.
-    #[tokio::test]
-    #[ignore = "needs root, runc and the hangar binary in HANGAR_SUPERVISOR"]
-    async fn a_dropped_sandbox_stops() {
-        let supervisor = std::env::var("HANGAR_SUPERVISOR").unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let oci = Oci::new(HostConfig::new(supervisor, dir.path().join("state"))).unwrap();
-        let sandbox = oci.create(spec(dir.path())).await.unwrap();
-        let mut request = ExecRequest::new(["sh", "-c", "sleep 1000 & echo $!"]);
-        request.timeout = Some(Duration::from_secs(5));
-        let out = sandbox.exec(request).await.unwrap().collect().await.unwrap();
-        assert!(!out.stdout_text().trim().is_empty());
-        let runc = oci.runc.clone().unwrap();
-        let state = tokio::process::Command::new(&runc)
-            .arg("--root")
-            .arg(oci.root())
-            .args(["state", sandbox.id().as_str()])
-            .output()
-            .await
-            .unwrap();
-        let state: Value = serde_json::from_slice(&state.stdout).unwrap();
-        let pid = state["pid"].as_u64().unwrap();
-        assert!(Path::new(&format!("/proc/{pid}")).exists());
-        let cgroup = format!(
-            "/sys/fs/cgroup/pids{}/cgroup.procs",
-            oci.cgroups_path(sandbox.id())
-        );
-        drop(sandbox);
-        let mut gone = false;
-        for _ in 0..100 {
-            let procs = std::fs::read_to_string(&cgroup).unwrap_or_default();
-            if !Path::new(&format!("/proc/{pid}")).exists() && procs.trim().is_empty() {
-                gone = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        assert!(gone, "the supervisor {pid} outlived runc");
-        // Only runc's record of the stopped container is left, for the reaper.
-        std::fs::write(
-            oci.host
-                .state_dir
-                .join(format!("{}/owner", oci.containers(&runc).await[0])),
-            "0",
-        )
-        .unwrap();
-        assert_eq!(oci.reap_leftovers().await.unwrap(), 1);
-        assert!(oci.containers(&runc).await.is_empty());
-    }
-
-    /// A sandbox whose server died is reaped: its container and its directory.
-    #[tokio::test]
-    #[ignore = "needs root, runc and the hangar binary in HANGAR_SUPERVISOR"]
-    async fn leftovers_of_a_dead_server_are_reaped() {
-        let supervisor = std::env::var("HANGAR_SUPERVISOR").unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let oci = Oci::new(HostConfig::new(supervisor, dir.path().join("state"))).unwrap();
-        let sandbox = oci.create(spec(dir.path())).await.unwrap();
-        let runc = oci.runc.clone().unwrap();
-        assert_eq!(oci.reap_leftovers().await.unwrap(), 0, "our own sandboxes stay");
-        assert_eq!(oci.containers(&runc).await.len(), 1);
-        let mut dead = std::process::Command::new("true").spawn().unwrap();
-        let dead_pid = dead.id();
-        dead.wait().unwrap();
-        let sandbox_dir = oci.host.state_dir.join(sandbox.id().as_str());
-        std::fs::write(sandbox_dir.join("owner"), dead_pid.to_string()).unwrap();
-        assert_eq!(oci.reap_leftovers().await.unwrap(), 1);
-        assert!(oci.containers(&runc).await.is_empty());
-        assert!(!sandbox_dir.exists());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        assert!(!sandbox.alive().await);
-        sandbox.destroy().await.unwrap();
     }
 }

@@ -100,7 +100,7 @@ pub fn manager(settings: &Settings, store: Arc<dyn Store>) -> Arc<SandboxManager
         warm_dir: settings.hangar_data_dir.join("workspaces").join(".warm"),
         default_limits: limits(settings),
     };
-    SandboxManager::new(backend(settings, host.clone()), manager_settings, lifecycle)
+    SandboxManager::new(backend(settings, host), manager_settings, lifecycle)
 }
 
 fn spawn_audit(store: Arc<dyn Store>, entry: AuditEntry) {

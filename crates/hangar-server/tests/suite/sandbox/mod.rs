@@ -38,6 +38,7 @@ macro_rules! sandboxed {
 
 mod basics;
 mod escape;
+mod lifecycle;
 mod network;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
