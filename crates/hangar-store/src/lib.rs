@@ -11,8 +11,10 @@
 
 mod api_keys;
 mod audit;
+mod conversations;
 mod error;
 mod models;
+mod runs;
 mod simple_chats;
 mod sql;
 mod store;
@@ -24,8 +26,10 @@ mod usage;
 
 pub use api_keys::{ApiKeyStore, AuthenticatedKey, KEY_PREFIX};
 pub use audit::{AuditEntry, AuditFilter, AuditStore};
+pub use conversations::{ConversationFilter, ConversationStore, HistoryEntry, HistoryKind, NewConversation};
 pub use error::{Result, StoreError};
 pub use models::ModelStore;
+pub use runs::{NewRun, RunOutcome, RunStore, StoredEvent};
 pub use simple_chats::{NewSimpleChat, SimpleChatFilter, SimpleChatStore};
 pub use sql::{Dialect, SqlStore, StoreOptions};
 pub use store::{Actor, Store};

@@ -1,6 +1,9 @@
 //! The [`Store`] trait: everything Hangar persists, one sub-trait per entity.
 
-use crate::{ApiKeyStore, AuditStore, ModelStore, Result, SimpleChatStore, TenantStore, UsageStore};
+use crate::{
+    ApiKeyStore, AuditStore, ConversationStore, ModelStore, Result, RunStore, SimpleChatStore, TenantStore,
+    UsageStore,
+};
 
 /// Who is making a change, written to the audit log in the same transaction as the change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,7 +30,17 @@ impl Actor {
 /// for SQLite and PostgreSQL.
 #[async_trait::async_trait]
 pub trait Store:
-    TenantStore + ModelStore + ApiKeyStore + AuditStore + SimpleChatStore + UsageStore + Send + Sync + 'static
+    TenantStore
+    + ModelStore
+    + ApiKeyStore
+    + AuditStore
+    + SimpleChatStore
+    + UsageStore
+    + ConversationStore
+    + RunStore
+    + Send
+    + Sync
+    + 'static
 {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;

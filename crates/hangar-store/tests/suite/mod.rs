@@ -38,7 +38,9 @@ macro_rules! store_test {
 
 mod api_keys;
 mod audit;
+mod conversations;
 mod models;
+mod runs;
 mod schema;
 mod tenants;
 
