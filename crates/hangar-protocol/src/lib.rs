@@ -5,20 +5,29 @@
 
 mod api_key;
 mod audit;
+mod conversation;
 mod error;
+mod event;
 mod ids;
 mod model;
 mod ops;
 mod patch;
 mod price;
+mod run;
 mod simple_chat;
+mod stream;
 mod tenant;
 mod text_enum;
 mod usd;
 
 pub use api_key::{ApiKey, ApiKeyCreate, ApiKeyCreated};
 pub use audit::AuditRecord;
+pub use conversation::{
+    Conversation, ConversationCreate, ConversationList, ConversationStatus, ConversationUpdate,
+    MAX_TITLE_CHARS, MAX_USER_ID_CHARS, MessageLog,
+};
 pub use error::{ErrorBody, ErrorCode, ErrorDetail, ErrorInfo};
+pub use event::{Done, DoneStatus, ProgressKind, RunEvent, TextBlock, ToolStatus, WarningLevel};
 pub use ids::{ApiKeyId, IdError, ModelId, TenantId};
 pub use model::{
     MAX_FALLBACKS, Model, ModelCreate, ModelStatus, ModelUpdate, ModelUsage, ProviderKind, check_provider,
@@ -26,10 +35,12 @@ pub use model::{
 pub use ops::{ComponentHealth, HealthReport, HealthStatus, ReadyStatus, RootInfo};
 pub use patch::double_option;
 pub use price::{Price, PriceError};
+pub use run::{Run, RunList, RunStatus, RunUsage};
 pub use simple_chat::{
     ChatDone, ChatError, ChatRole, ChatStatus, ChatTextDelta, ChatUsage, SimpleChat, SimpleChatDetail,
     SimpleChatList, SimpleChatMessage, SimpleChatStreamRequest,
 };
+pub use stream::{Executor, FileUploadMetadata, MAX_USER_INPUT_CHARS, StreamRequest};
 pub use tenant::{Tenant, TenantCreate, TenantStatus, TenantUpdate};
 pub use usd::Usd;
 
