@@ -129,6 +129,10 @@ pub async fn serve(
         Ok(reaped) => tracing::warn!(reaped, "removed sandboxes left behind by a previous process"),
         Err(err) => tracing::warn!(error = %err, "sandbox start-up clean-up failed"),
     }
+    let recovered = state.runs.recover(&*state.store).await;
+    if recovered > 0 {
+        tracing::warn!(recovered, "closed runs interrupted by the previous process's end");
+    }
     if let Err(err) = state.sandboxes.backend().ready() {
         tracing::warn!(error = %err, "sandboxes are unavailable; commands will fail until this is fixed");
     }
@@ -153,6 +157,10 @@ pub async fn serve(
     .with_graceful_shutdown(async move {
         shutdown.await;
         draining_state.begin_shutdown();
+        // Runs get the grace period to finish, then are cancelled and close with `done`;
+        // their SSE streams end with them.
+        let runs = draining_state.runs.clone();
+        tokio::spawn(async move { runs.shutdown(grace).await });
         tracing::info!(
             grace_secs = grace.as_secs_f64(),
             "shutting down: draining in-flight requests"
@@ -161,7 +169,7 @@ pub async fn serve(
     });
     let deadline = async move {
         if signalled_rx.await.is_ok() {
-            tokio::time::sleep(grace).await;
+            tokio::time::sleep(grace + crate::runs::CANCEL_GRACE).await;
         } else {
             std::future::pending::<()>().await;
         }
@@ -173,6 +181,7 @@ pub async fn serve(
     if let Some(upkeep) = upkeep {
         upkeep.abort();
     }
+    state.runs.wait_closed(grace + crate::runs::CANCEL_GRACE).await;
     state.sandboxes.shutdown().await;
     state.store.close().await;
     Ok(())

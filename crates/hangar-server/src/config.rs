@@ -72,6 +72,10 @@ pub struct Settings {
     pub request_timeout: f64,
     /// Largest accepted request body for JSON endpoints.
     pub max_body_bytes: usize,
+    /// Largest accepted body of a stream request with attached files (multipart).
+    pub max_upload_bytes: usize,
+    /// Seconds one agent run may take before it is stopped (`done{status: error}`).
+    pub run_time_limit: f64,
     pub metrics_enabled: bool,
     /// Serve `/metrics` without an admin key even in production.
     pub metrics_public: bool,
@@ -96,6 +100,9 @@ pub struct Settings {
     pub title_model_id: Option<String>,
     /// `bwrap` (bubblewrap, the default) or `oci` (runc).
     pub sandbox_backend: SandboxBackendKind,
+    /// The `hangar` binary re-invoked inside sandboxes as their supervisor; this binary when
+    /// unset (set it when Hangar is embedded in another executable, as the test suite is).
+    pub sandbox_supervisor: Option<PathBuf>,
     /// CPU time per 100 ms period in microseconds (200000 = two CPUs), the original's unit.
     pub container_cpu_quota: u64,
     /// Bytes of memory per sandbox, tmpfs included; no swap.
@@ -168,6 +175,8 @@ impl Default for Settings {
             shutdown_timeout: 30.0,
             request_timeout: 30.0,
             max_body_bytes: 1024 * 1024,
+            max_upload_bytes: 100 * 1024 * 1024,
+            run_time_limit: 1800.0,
             metrics_enabled: true,
             metrics_public: false,
             docs_enabled: true,
@@ -180,6 +189,7 @@ impl Default for Settings {
             model_request_timeout: 600.0,
             title_model_id: None,
             sandbox_backend: SandboxBackendKind::Bwrap,
+            sandbox_supervisor: None,
             container_cpu_quota: 200_000,
             container_memory_limit: 2 * 1024 * 1024 * 1024,
             container_pids_limit: 256,
@@ -327,6 +337,9 @@ impl Settings {
         }
         if !(self.shutdown_timeout.is_finite() && self.shutdown_timeout >= 0.0) {
             out.push("SHUTDOWN_TIMEOUT must be a non-negative number of seconds".into());
+        }
+        if !(self.run_time_limit.is_finite() && self.run_time_limit > 0.0) {
+            out.push("RUN_TIME_LIMIT must be a positive number of seconds".into());
         }
         if !(self.request_timeout.is_finite() && self.request_timeout > 0.0) {
             out.push("REQUEST_TIMEOUT must be a positive number of seconds".into());

@@ -60,6 +60,10 @@ impl ApiError {
         Self::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden, message)
     }
 
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, ErrorCode::Conflict, message)
+    }
+
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,

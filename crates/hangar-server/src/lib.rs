@@ -15,6 +15,7 @@ pub mod llm;
 mod middleware;
 mod redact;
 mod routes;
+mod runs;
 pub mod sandbox;
 mod sse;
 mod state;

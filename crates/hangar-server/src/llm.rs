@@ -21,6 +21,13 @@ pub struct Chain {
     targets: Vec<Target>,
 }
 
+impl Chain {
+    /// The models that may answer, primary first.
+    pub fn models(&self) -> &[Model] {
+        &self.models
+    }
+}
+
 /// A started call: the model row that is answering, and its events.
 pub struct ChainStream {
     pub model: Model,

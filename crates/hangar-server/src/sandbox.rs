@@ -35,7 +35,10 @@ pub fn limits(settings: &Settings) -> Limits {
 /// Host-side configuration shared by both backends.
 pub fn host_config(settings: &Settings, egress_audit: EgressAudit) -> HostConfig {
     // The running binary is the supervisor; when it cannot be found, the backend reports it.
-    let supervisor = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe"));
+    let supervisor = settings
+        .sandbox_supervisor
+        .clone()
+        .unwrap_or_else(|| std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe")));
     let mut host = HostConfig::new(supervisor, settings.hangar_data_dir.join("sandboxes"));
     host.ro_binds = settings.sandbox_ro_binds.iter().map(PathBuf::from).collect();
     host.egress = Some(EgressSettings {

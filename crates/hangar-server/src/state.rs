@@ -11,6 +11,8 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use crate::auth::AdminKeys;
 use crate::config::{AppEnv, Settings};
 use crate::llm::Llm;
+use crate::runs::Runs;
+use hangar_coord::InProcessLeases;
 
 #[derive(Clone)]
 pub struct AppState(Arc<Shared>);
@@ -22,6 +24,7 @@ pub struct Shared {
     pub metrics: Option<PrometheusHandle>,
     pub llm: Arc<Llm>,
     pub sandboxes: Arc<SandboxManager>,
+    pub runs: Arc<Runs>,
     shutting_down: AtomicBool,
 }
 
@@ -49,6 +52,10 @@ impl AppState {
             metrics,
             llm,
             sandboxes,
+            runs: Arc::new(Runs::new(
+                crate::runs::node_id(),
+                Arc::new(InProcessLeases::default()),
+            )),
             shutting_down: AtomicBool::new(false),
         }))
     }

@@ -3,8 +3,10 @@
 
 mod api_keys;
 mod audit;
+mod conversations;
 mod models;
 mod ops;
+mod runs;
 mod simple_chats;
 mod tenants;
 
@@ -31,6 +33,8 @@ pub use ops::{OpenApiJson, no_route, wrong_method};
         (name = "models", description = "The model catalogue with prices"),
         (name = "api-keys", description = "Tenant-scoped API keys"),
         (name = "audit", description = "Audit log of admin actions and refused requests"),
+        (name = "conversations", description = "Agent conversations and their message logs"),
+        (name = "runs", description = "Agent runs: start, stream, replay, cancel"),
         (name = "simple-chats", description = "Direct chats with a model, streamed as server-sent events"),
     )
 )]
@@ -61,6 +65,8 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(api_keys::routes())
         .merge(audit::routes())
         .merge(simple_chats::routes())
+        .merge(conversations::routes())
+        .merge(runs::routes())
 }
 
 /// Resolves `limit`/`offset` query values (kept as plain fields of each query struct: serde's

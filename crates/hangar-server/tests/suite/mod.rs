@@ -32,6 +32,7 @@ mod models;
 mod openapi;
 mod ops;
 mod providers;
+mod runs;
 mod sandbox;
 mod simple_chats;
 mod tenants;
@@ -125,12 +126,15 @@ impl TestApp {
         Self::start_on(db, &[("API_KEYS", ADMIN_KEY), ("LOG_LEVEL", "warn")], None).await
     }
 
-    async fn start_on(db: TestDb, vars: &[(&str, &str)], registry: Option<hangar_llm::Registry>) -> Self {
+    pub async fn start_on(db: TestDb, vars: &[(&str, &str)], registry: Option<hangar_llm::Registry>) -> Self {
         let mut vars: Vec<(String, String)> = vars.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
         vars.push(("DATABASE_URL".into(), db.url.clone()));
         let data = tempfile::tempdir().expect("data dir");
         if !vars.iter().any(|(k, _)| k == "HANGAR_DATA_DIR") {
             vars.push(("HANGAR_DATA_DIR".into(), data.path().display().to_string()));
+        }
+        if !vars.iter().any(|(k, _)| k == "SANDBOX_SUPERVISOR") {
+            vars.push(("SANDBOX_SUPERVISOR".into(), env!("CARGO_BIN_EXE_hangar").into()));
         }
         let settings = Settings::from_sources(None, vars).expect("settings");
         assert!(settings.problems().is_empty(), "{:?}", settings.problems());

@@ -45,6 +45,18 @@ fn every_route_is_documented_with_schemas() {
         "GET /api/tenants/{tenant_id}/simple-chats/{chat_id}",
         "DELETE /api/tenants/{tenant_id}/simple-chats/{chat_id}",
         "POST /api/tenants/{tenant_id}/simple-chats/{chat_id}/archive",
+        "GET /api/tenants/{tenant_id}/conversations",
+        "POST /api/tenants/{tenant_id}/conversations",
+        "GET /api/tenants/{tenant_id}/conversations/{conversation_id}",
+        "PUT /api/tenants/{tenant_id}/conversations/{conversation_id}",
+        "DELETE /api/tenants/{tenant_id}/conversations/{conversation_id}",
+        "POST /api/tenants/{tenant_id}/conversations/{conversation_id}/archive",
+        "GET /api/tenants/{tenant_id}/conversations/{conversation_id}/messages",
+        "POST /api/tenants/{tenant_id}/conversations/{conversation_id}/stream",
+        "GET /api/tenants/{tenant_id}/conversations/{conversation_id}/runs",
+        "GET /api/tenants/{tenant_id}/conversations/{conversation_id}/runs/{run_id}",
+        "GET /api/tenants/{tenant_id}/conversations/{conversation_id}/runs/{run_id}/events",
+        "POST /api/tenants/{tenant_id}/conversations/{conversation_id}/runs/{run_id}/cancel",
     ]
     .into_iter()
     .map(String::from)

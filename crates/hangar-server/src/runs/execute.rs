@@ -1,0 +1,434 @@
+//! One run, from the accepted request to its `done`.
+//!
+//! [`start`] takes the conversation's lease and records the run before anything streams, so a
+//! second request is refused with 409 at once. The run then executes as a task owned by the
+//! server, not by the HTTP connection. A supervising task awaits it and, whatever happened —
+//! an answer, a model failure, cancellation, a panic — closes the run: the `error` event if
+//! any, `context_status`, the title, the message log, the conversation's counters, and `done`
+//! exactly once, with the usage and cost equal to the rows stored.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hangar_agent::tools::{ToolRegistry, builtin, task_spec};
+use hangar_agent::{
+    Agent, AgentConfig, RunObserver, RunState, Stop, Subagents, ToolContext, chat_usage, prompt,
+};
+use hangar_coord::LeaseError;
+use hangar_llm::Message;
+use hangar_protocol::{
+    Conversation, Done, DoneStatus, Model, ProgressKind, ProviderKind, RunEvent, RunStatus, Tenant,
+};
+use hangar_sandbox::hostfs::WorkspaceDir;
+use hangar_store::{HistoryEntry, NewRun, RunOutcome};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::live::LiveRun;
+use super::observer::ServerObserver;
+use super::seams::{ChainClient, ConversationSandbox};
+use crate::chat::fallback_title;
+use crate::error::{ApiError, ApiResult};
+use crate::llm::Chain;
+use crate::redact::redact_value;
+use crate::sse::timestamp;
+use crate::state::AppState;
+
+/// Model calls per run, and per subagent.
+const MAX_TURNS: u32 = 100;
+const SUBAGENT_MAX_TURNS: u32 = 50;
+/// Output tokens asked for per call, at most.
+const MAX_OUTPUT_TOKENS: i64 = 32_000;
+
+/// An accepted request to run.
+pub struct RunRequest {
+    pub tenant: Tenant,
+    pub conversation: Conversation,
+    pub model: Model,
+    pub chain: Chain,
+    pub user_input: String,
+    pub user_id: String,
+    pub preferred_skills: Vec<String>,
+    /// Values to keep out of the message log (the request's `tokens`).
+    pub secrets: Vec<String>,
+}
+
+/// How the loop part of a run ended.
+struct Ended {
+    status: DoneStatus,
+    final_text: Option<String>,
+    turns: u32,
+    error: Option<String>,
+    context_tokens: u64,
+}
+
+impl Ended {
+    fn failed(message: impl Into<String>) -> Self {
+        Self {
+            status: DoneStatus::Error,
+            final_text: None,
+            turns: 0,
+            error: Some(message.into()),
+            context_tokens: 0,
+        }
+    }
+}
+
+/// Takes the lease, records the run and starts it.
+pub async fn start(state: &AppState, request: RunRequest) -> ApiResult<Arc<LiveRun>> {
+    if !state.runs.accepting() {
+        return Err(ApiError::unavailable(
+            "the server is shutting down; retry on another node",
+        ));
+    }
+    let run_id = Uuid::now_v7();
+    let conversation_id = request.conversation.conversation_id;
+    let lease = match state
+        .runs
+        .leases()
+        .try_acquire(&conversation_id.to_string(), run_id)
+        .await
+    {
+        Ok(lease) => lease,
+        Err(LeaseError::Held { holder, .. }) => {
+            return Err(ApiError::conflict(format!(
+                "conversation {conversation_id} is busy with run {holder}; wait for it to finish or cancel it"
+            )));
+        }
+        Err(err @ LeaseError::Backend(_)) => return Err(ApiError::unavailable(err.to_string())),
+    };
+    state
+        .store
+        .create_run(&NewRun {
+            run_id,
+            tenant_id: request.tenant.tenant_id.clone(),
+            conversation_id,
+            user_id: request.user_id.clone(),
+            model_id: request.model.model_id.clone(),
+            node_id: state.runs.node_id().to_owned(),
+        })
+        .await?;
+    let live = LiveRun::new(
+        run_id,
+        request.tenant.tenant_id.clone(),
+        conversation_id,
+        state.store.clone(),
+    );
+    state.runs.insert(live.clone());
+    let task_state = state.clone();
+    let task_live = live.clone();
+    state.runs.tracker().spawn(async move {
+        supervise(task_state, task_live, request).await;
+        drop(lease);
+    });
+    Ok(live)
+}
+
+async fn supervise(state: AppState, live: Arc<LiveRun>, request: RunRequest) {
+    let started = Instant::now();
+    let observer = Arc::new(ServerObserver::new(
+        state.store.clone(),
+        live.clone(),
+        request.user_id.clone(),
+        request.chain.models().to_vec(),
+    ));
+    let request = Arc::new(request);
+    let task = tokio::spawn(execute(
+        state.clone(),
+        live.clone(),
+        observer.clone(),
+        request.clone(),
+    ));
+    let ended = match task.await {
+        Ok(ended) => ended,
+        Err(err) => {
+            tracing::error!(run_id = %live.run_id, error = %err, "run task failed");
+            observer
+                .event(
+                    None,
+                    RunEvent::Error {
+                        error_type: "execution_error".to_owned(),
+                        message: "the run failed unexpectedly".to_owned(),
+                        recoverable: false,
+                    },
+                )
+                .await;
+            Ended::failed("the run failed unexpectedly")
+        }
+    };
+    close(&state, &live, &observer, &request, ended, started).await;
+    live.finish().await;
+    state.runs.remove(live.run_id);
+}
+
+/// Everything between setup and the loop's end. Returns how it ended; never `done`.
+async fn execute(
+    state: AppState,
+    live: Arc<LiveRun>,
+    observer: Arc<ServerObserver>,
+    request: Arc<RunRequest>,
+) -> Ended {
+    let progress = |message: &str| RunEvent::Progress {
+        kind: ProgressKind::Setup,
+        message: message.to_owned(),
+        tool_use_id: None,
+        tool_name: None,
+        tool_status: None,
+    };
+    observer.event(None, progress("Starting")).await;
+    let conversation = &request.conversation;
+    let user_entry =
+        json!({"type": "user", "subtype": null, "timestamp": timestamp(), "text": request.user_input});
+    if let Err(err) = state
+        .store
+        .append_message_log(conversation.conversation_id, "user", &user_entry)
+        .await
+    {
+        return fail(
+            &observer,
+            "execution_error",
+            format!("could not store the message: {err}"),
+        )
+        .await;
+    }
+    let history = match state.store.history(conversation.conversation_id).await {
+        Ok(entries) => decode_history(entries),
+        Err(err) => {
+            return fail(
+                &observer,
+                "execution_error",
+                format!("could not load the history: {err}"),
+            )
+            .await;
+        }
+    };
+    observer.event(None, progress("Preparing the workspace")).await;
+    let workspace_path = super::workspace_dir(&state, conversation);
+    let workspace =
+        match std::fs::create_dir_all(&workspace_path).and_then(|()| WorkspaceDir::open(&workspace_path)) {
+            Ok(dir) => Arc::new(dir),
+            Err(err) => {
+                tracing::error!(path = %workspace_path.display(), error = %err, "workspace unavailable");
+                return fail(
+                    &observer,
+                    "workspace_error",
+                    "the conversation's workspace is unavailable".to_owned(),
+                )
+                .await;
+            }
+        };
+    let sandbox = Arc::new(ConversationSandbox {
+        manager: state.sandboxes.clone(),
+        key: conversation.conversation_id.to_string(),
+        owner: format!("{}/{}", conversation.tenant_id, conversation.conversation_id),
+        workspace: workspace_path,
+        limits: crate::sandbox::limits(&state.settings),
+    });
+    let ctx = ToolContext::new(
+        workspace,
+        sandbox,
+        Arc::new(RunState::default()),
+        live.cancel.clone(),
+    );
+    let (agent, tool_names) = match agent(&state, &request, observer.clone()) {
+        Ok(agent) => agent,
+        Err(message) => return fail(&observer, "execution_error", message).await,
+    };
+    observer
+        .event(
+            None,
+            RunEvent::Init {
+                session_id: conversation.conversation_id.to_string(),
+                run_id: live.run_id.to_string(),
+                tools: tool_names,
+                model: request.model.model_id.as_str().to_owned(),
+                conversation_id: conversation.conversation_id.to_string(),
+            },
+        )
+        .await;
+    let prior = u64::try_from(conversation.estimated_context_tokens).unwrap_or(0);
+    let outcome = agent
+        .run(history, Message::user(request.user_input.clone()), prior, &ctx)
+        .await;
+    if let Some(event) = outcome.stop.error_event() {
+        observer.event(None, event).await;
+    }
+    let error = match &outcome.stop {
+        Stop::Completed | Stop::Cancelled => None,
+        Stop::MaxTurns => Some("turn limit reached".to_owned()),
+        Stop::TimeLimit => Some("time limit reached".to_owned()),
+        Stop::Failed { message, .. } => Some(message.clone()),
+    };
+    Ended {
+        status: outcome.stop.done_status(),
+        final_text: outcome.final_text,
+        turns: outcome.turns,
+        error,
+        context_tokens: outcome.context_tokens,
+    }
+}
+
+async fn fail(observer: &ServerObserver, error_type: &str, message: String) -> Ended {
+    observer
+        .event(
+            None,
+            RunEvent::Error {
+                error_type: error_type.to_owned(),
+                message: message.clone(),
+                recoverable: false,
+            },
+        )
+        .await;
+    Ended::failed(message)
+}
+
+/// The stored history as model messages; entries that no longer parse are skipped.
+fn decode_history(entries: Vec<HistoryEntry>) -> Vec<Message> {
+    entries
+        .into_iter()
+        .filter_map(|entry| match serde_json::from_value::<Message>(entry.message) {
+            Ok(message) => Some(message),
+            Err(err) => {
+                tracing::warn!(error = %err, "stored history message skipped");
+                None
+            }
+        })
+        .collect()
+}
+
+/// The main agent (with subagents) and the names of its tools.
+fn agent(
+    state: &AppState,
+    request: &RunRequest,
+    observer: Arc<ServerObserver>,
+) -> Result<(Agent, Vec<String>), String> {
+    let model = &request.model;
+    let caching = match model.provider {
+        ProviderKind::Anthropic => true,
+        ProviderKind::Bedrock => model.bedrock_model_id.contains("anthropic"),
+        ProviderKind::Openai => false,
+    };
+    let config = AgentConfig {
+        system: prompt::system_prompt(request.tenant.system_prompt.as_deref(), &request.preferred_skills),
+        max_turns: MAX_TURNS,
+        max_tokens: u32::try_from(model.max_output_tokens.clamp(1024, MAX_OUTPUT_TOKENS)).unwrap_or(16_000),
+        prompt_caching: caching,
+        context_window: u64::try_from(model.context_window).unwrap_or(200_000),
+        time_limit: Some(Duration::from_secs_f64(state.settings.run_time_limit.max(1.0))),
+        ..AgentConfig::default()
+    };
+    let sub_tools = ToolRegistry::new(builtin())?;
+    let mut tools = ToolRegistry::new(builtin())?;
+    tools.add_loop_tool(task_spec())?;
+    let names = tools.names();
+    let client = Arc::new(ChainClient {
+        llm: state.llm.clone(),
+        chain: request.chain.clone(),
+    });
+    let subagents = Subagents {
+        client: client.clone(),
+        tools: Arc::new(sub_tools),
+        config: AgentConfig {
+            max_turns: SUBAGENT_MAX_TURNS,
+            time_limit: None,
+            ..config.clone()
+        },
+    };
+    Ok((
+        Agent::new(client, Arc::new(tools), observer, config).with_subagents(subagents),
+        names,
+    ))
+}
+
+/// After the loop: the closing events, the message log, counters, `done` and the run row.
+async fn close(
+    state: &AppState,
+    live: &LiveRun,
+    observer: &ServerObserver,
+    request: &RunRequest,
+    ended: Ended,
+    started: Instant,
+) {
+    let conversation = &request.conversation;
+    let window = u64::try_from(request.model.context_window).unwrap_or(0);
+    observer
+        .event(
+            None,
+            hangar_agent::context::status_event(ended.context_tokens, window),
+        )
+        .await;
+    if conversation.title.is_none() && ended.final_text.as_deref().is_some_and(|t| !t.trim().is_empty()) {
+        let title = fallback_title(&request.user_input);
+        match state
+            .store
+            .set_conversation_title(conversation.conversation_id, &title)
+            .await
+        {
+            Ok(()) => observer.event(None, RunEvent::Title { title }).await,
+            Err(err) => tracing::error!(error = %err, "could not store the title"),
+        }
+    }
+    let events = observer.log_events();
+    if !events.is_empty() {
+        let mut entry =
+            json!({"type": "assistant", "subtype": null, "timestamp": timestamp(), "events": events});
+        redact_value(&mut entry, &request.secrets);
+        if let Err(err) = state
+            .store
+            .append_message_log(conversation.conversation_id, "assistant", &entry)
+            .await
+        {
+            tracing::error!(run_id = %live.run_id, error = %err, "could not store the assistant turn");
+        }
+    }
+    let bill = observer.bill();
+    let to_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    if let Err(err) = state
+        .store
+        .record_conversation_usage(
+            conversation.conversation_id,
+            to_i64(bill.usage.input_tokens),
+            to_i64(bill.usage.output_tokens),
+            to_i64(ended.context_tokens),
+            ended.context_tokens >= window.saturating_mul(95) / 100 && window > 0,
+        )
+        .await
+    {
+        tracing::error!(run_id = %live.run_id, error = %err, "could not update the conversation's counters");
+    }
+    let usage = chat_usage(&bill.usage);
+    let is_error = ended.status != DoneStatus::Success;
+    observer
+        .event(
+            None,
+            RunEvent::Done(Done {
+                status: ended.status,
+                result: ended.final_text.clone(),
+                is_error,
+                errors: ended.error.clone().map(|e| vec![e]),
+                usage,
+                cost_usd: bill.cost,
+                turn_count: ended.turns,
+                duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                session_id: Some(conversation.conversation_id.to_string()),
+                run_id: live.run_id.to_string(),
+            }),
+        )
+        .await;
+    let status = match ended.status {
+        DoneStatus::Success => RunStatus::Success,
+        DoneStatus::Error => RunStatus::Error,
+        DoneStatus::Cancelled => RunStatus::Cancelled,
+        DoneStatus::Interrupted => RunStatus::Interrupted,
+    };
+    let outcome = RunOutcome {
+        status,
+        turn_count: i64::from(ended.turns),
+        usage,
+        cost: bill.cost,
+        error: ended.error,
+    };
+    if let Err(err) = state.store.finish_run(live.run_id, &outcome).await {
+        tracing::error!(run_id = %live.run_id, error = %err, "could not close the run");
+    }
+}

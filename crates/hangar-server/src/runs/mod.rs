@@ -1,0 +1,216 @@
+//! Agent runs on this node: starting them, watching them, cancelling them, draining them at
+//! shutdown and closing what a crash left open.
+
+mod execute;
+mod live;
+mod observer;
+mod seams;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hangar_coord::Leases;
+use hangar_protocol::{ChatUsage, Conversation, Done, DoneStatus, RunEvent, RunStatus, Usd};
+use hangar_store::{RunOutcome, Store, StoredEvent};
+use tokio_util::task::TaskTracker;
+use uuid::Uuid;
+
+pub use execute::{RunRequest, start};
+pub use live::{LiveRun, WireEvent};
+
+use crate::sse::timestamp;
+use crate::state::AppState;
+
+/// How long cancelled runs get to write their `done` at shutdown.
+pub const CANCEL_GRACE: Duration = Duration::from_secs(5);
+
+pub struct Runs {
+    node_id: String,
+    leases: Arc<dyn Leases>,
+    live: Mutex<HashMap<Uuid, Arc<LiveRun>>>,
+    accepting: AtomicBool,
+    tracker: TaskTracker,
+}
+
+impl Runs {
+    pub fn new(node_id: String, leases: Arc<dyn Leases>) -> Self {
+        Self {
+            node_id,
+            leases,
+            live: Mutex::new(HashMap::new()),
+            accepting: AtomicBool::new(true),
+            tracker: TaskTracker::new(),
+        }
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    pub fn leases(&self) -> &Arc<dyn Leases> {
+        &self.leases
+    }
+
+    pub fn accepting(&self) -> bool {
+        self.accepting.load(Ordering::SeqCst)
+    }
+
+    fn tracker(&self) -> &TaskTracker {
+        &self.tracker
+    }
+
+    fn insert(&self, run: Arc<LiveRun>) {
+        if let Ok(mut live) = self.live.lock() {
+            live.insert(run.run_id, run);
+        }
+    }
+
+    fn remove(&self, run_id: Uuid) {
+        if let Ok(mut live) = self.live.lock() {
+            live.remove(&run_id);
+        }
+    }
+
+    /// The run if it is in progress on this node.
+    pub fn get(&self, run_id: Uuid) -> Option<Arc<LiveRun>> {
+        self.live.lock().ok().and_then(|live| live.get(&run_id).cloned())
+    }
+
+    /// Runs in progress on this node.
+    pub fn count(&self) -> usize {
+        self.live.lock().map(|live| live.len()).unwrap_or(0)
+    }
+
+    /// Stops accepting runs, lets running ones finish for up to `grace`, then cancels the rest
+    /// (they end with `done{status: cancelled}`) and waits for them to close.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.accepting.store(false, Ordering::SeqCst);
+        self.tracker.close();
+        if tokio::time::timeout(grace, self.tracker.wait()).await.is_ok() {
+            return;
+        }
+        let remaining: Vec<Arc<LiveRun>> = self
+            .live
+            .lock()
+            .map(|live| live.values().cloned().collect())
+            .unwrap_or_default();
+        tracing::warn!(
+            runs = remaining.len(),
+            "shutdown: cancelling runs still in progress"
+        );
+        for run in remaining {
+            run.cancel.cancel();
+        }
+        if tokio::time::timeout(CANCEL_GRACE, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::error!("shutdown: some runs did not close in time");
+        }
+    }
+
+    /// Waits up to `limit` for every run to have closed (after [`Runs::shutdown`] began).
+    pub async fn wait_closed(&self, limit: Duration) {
+        self.tracker.close();
+        if tokio::time::timeout(limit, self.tracker.wait()).await.is_err() {
+            tracing::error!(runs = self.count(), "runs still open at exit");
+        }
+    }
+
+    /// Closes runs this node left `running` when it stopped without closing them (a crash, a
+    /// kill): each gets an `error` and a final `done{status: interrupted}`. Returns how many.
+    pub async fn recover(&self, store: &dyn Store) -> usize {
+        let runs = match store.running_runs(&self.node_id).await {
+            Ok(runs) => runs,
+            Err(err) => {
+                tracing::error!(error = %err, "could not look for interrupted runs");
+                return 0;
+            }
+        };
+        let mut closed = 0;
+        for run in runs {
+            let mut last = 0;
+            loop {
+                match store.run_events(run.run_id, last, 1000).await {
+                    Ok(page) if !page.is_empty() => last = page.last().map_or(last, |e| e.seq),
+                    _ => break,
+                }
+            }
+            let message =
+                "The server stopped while this run was in progress; send the message again to continue.";
+            let events = [
+                RunEvent::Error {
+                    error_type: "interrupted".to_owned(),
+                    message: message.to_owned(),
+                    recoverable: true,
+                },
+                RunEvent::Done(Done {
+                    status: DoneStatus::Interrupted,
+                    result: None,
+                    is_error: true,
+                    errors: Some(vec![message.to_owned()]),
+                    usage: run.usage,
+                    cost_usd: run.cost_usd,
+                    turn_count: u32::try_from(run.turn_count).unwrap_or(0),
+                    duration_ms: 0,
+                    session_id: Some(run.conversation_id.to_string()),
+                    run_id: run.run_id.to_string(),
+                }),
+            ];
+            let stored: Vec<StoredEvent> = events
+                .iter()
+                .enumerate()
+                .map(|(i, event)| {
+                    let seq = last + 1 + i as u64;
+                    StoredEvent {
+                        seq,
+                        event: event.name().to_owned(),
+                        data: serde_json::Value::Object(event.wire_data(seq, &timestamp(), None)).to_string(),
+                    }
+                })
+                .collect();
+            if let Err(err) = store.append_run_events(run.run_id, &stored).await {
+                tracing::error!(run_id = %run.run_id, error = %err, "could not close interrupted run");
+                continue;
+            }
+            let outcome = RunOutcome {
+                status: RunStatus::Interrupted,
+                turn_count: run.turn_count,
+                usage: ChatUsage { ..run.usage },
+                cost: Usd::from_nanos(run.cost_usd.nanos()),
+                error: Some("interrupted by a server restart".to_owned()),
+            };
+            if let Ok(true) = store.finish_run(run.run_id, &outcome).await {
+                closed += 1;
+            }
+        }
+        closed
+    }
+}
+
+/// This node's name in the runs table: `HANGAR_NODE_ID`, else the host name.
+pub fn node_id() -> String {
+    std::env::var("HANGAR_NODE_ID")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|s| s.trim().to_owned())
+        })
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "local".to_owned())
+}
+
+/// Where a conversation's files live on this node.
+pub fn workspace_dir(state: &AppState, conversation: &Conversation) -> PathBuf {
+    state
+        .settings
+        .hangar_data_dir
+        .join("workspaces")
+        .join(conversation.tenant_id.as_str())
+        .join(conversation.conversation_id.to_string())
+}
