@@ -665,7 +665,7 @@ impl Agent {
             parent_tool_use_id: tool_use_id.to_owned(),
             status: sub.stop.done_status(),
             turn_count: sub.turns,
-            usage: chat_usage(&sub.usage),
+            usage: ChatUsage::from(&sub.usage),
         })
         .await;
         let result = match &sub.stop {
@@ -836,17 +836,6 @@ fn cut_strings(value: &Value) -> Value {
         Value::Array(items) => Value::Array(items.iter().map(cut_strings).collect()),
         Value::Object(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), cut_strings(v))).collect()),
         other => other.clone(),
-    }
-}
-
-pub fn chat_usage(usage: &Usage) -> ChatUsage {
-    ChatUsage {
-        input_tokens: usage.input_tokens,
-        output_tokens: usage.output_tokens,
-        cache_creation_5m_tokens: usage.cache_write_5m_tokens,
-        cache_creation_1h_tokens: usage.cache_write_1h_tokens,
-        cache_read_tokens: usage.cache_read_tokens,
-        total_tokens: usage.total(),
     }
 }
 

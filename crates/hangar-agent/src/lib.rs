@@ -15,7 +15,7 @@ pub mod prompt;
 mod tool;
 pub mod tools;
 
-pub use agent::{Agent, AgentConfig, Outcome, Stop, Subagents, chat_usage};
+pub use agent::{Agent, AgentConfig, Outcome, Stop, Subagents};
 pub use model::{DirectClient, ModelClient, ModelStream};
 pub use observer::{ModelCall, RunObserver};
 pub use tool::{

@@ -171,6 +171,20 @@ impl Usage {
     }
 }
 
+/// Usage as clients see it (`done.usage`), with the total.
+impl From<&Usage> for hangar_protocol::ChatUsage {
+    fn from(usage: &Usage) -> Self {
+        Self {
+            input_tokens: usage.input_tokens,
+            output_tokens: usage.output_tokens,
+            cache_creation_5m_tokens: usage.cache_write_5m_tokens,
+            cache_creation_1h_tokens: usage.cache_write_1h_tokens,
+            cache_read_tokens: usage.cache_read_tokens,
+            total_tokens: usage.total(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StopReason {

@@ -35,20 +35,6 @@ struct Bill {
     cost: Usd,
 }
 
-impl Bill {
-    fn chat_usage(&self) -> ChatUsage {
-        let u = &self.usage;
-        ChatUsage {
-            input_tokens: u.input_tokens,
-            output_tokens: u.output_tokens,
-            cache_creation_5m_tokens: u.cache_write_5m_tokens,
-            cache_creation_1h_tokens: u.cache_write_1h_tokens,
-            cache_read_tokens: u.cache_read_tokens,
-            total_tokens: u.total(),
-        }
-    }
-}
-
 fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -260,7 +246,7 @@ pub async fn run(state: AppState, exchange: Exchange, mut sink: EventSink, cance
             "status": status,
             "title": title,
             "model_id": answered_by.as_ref().map(ModelId::as_str),
-            "usage": bill.chat_usage(),
+            "usage": ChatUsage::from(&bill.usage),
             "cost_usd": bill.cost,
         }),
     )

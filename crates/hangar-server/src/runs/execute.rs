@@ -11,9 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hangar_agent::tools::{ToolRegistry, builtin, task_spec};
-use hangar_agent::{
-    Agent, AgentConfig, RunObserver, RunState, Stop, Subagents, ToolContext, chat_usage, prompt,
-};
+use hangar_agent::{Agent, AgentConfig, RunObserver, RunState, Stop, Subagents, ToolContext, prompt};
 use hangar_coord::LeaseError;
 use hangar_llm::Message;
 use hangar_protocol::{
@@ -396,7 +394,7 @@ async fn close(
     {
         tracing::error!(run_id = %live.run_id, error = %err, "could not update the conversation's counters");
     }
-    let usage = chat_usage(&bill.usage);
+    let usage = hangar_protocol::ChatUsage::from(&bill.usage);
     let is_error = ended.status != DoneStatus::Success;
     observer
         .event(
