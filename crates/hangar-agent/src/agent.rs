@@ -490,14 +490,7 @@ impl Agent {
     }
 
     async fn progress(&self, kind: ProgressKind, message: &str) {
-        self.emit(RunEvent::Progress {
-            kind,
-            message: message.to_owned(),
-            tool_use_id: None,
-            tool_name: None,
-            tool_status: None,
-        })
-        .await;
+        self.emit(RunEvent::progress(kind, message)).await;
     }
 
     /// Carries out the calls of one turn: consecutive read-only calls together, the others one
@@ -605,7 +598,7 @@ impl Agent {
             return (Err(ToolError::Failed(message)), None);
         }
         if call.name == TASK_TOOL && self.tools.is_loop_tool(TASK_TOOL) {
-            return match parse_input::<TaskInput>(call.input.clone()) {
+            return match parse_input::<TaskInput>(TASK_TOOL, call.input.clone()) {
                 Ok(input) => {
                     let (result, usage) = self.subagent(&call.id, input, ctx).await;
                     (result, Some(usage))

@@ -181,6 +181,17 @@ pub enum RunEvent {
 }
 
 impl RunEvent {
+    /// A `progress` event that is not about a tool call.
+    pub fn progress(kind: ProgressKind, message: impl Into<String>) -> Self {
+        Self::Progress {
+            kind,
+            message: message.into(),
+            tool_use_id: None,
+            tool_name: None,
+            tool_status: None,
+        }
+    }
+
     /// The SSE `event:` name.
     pub fn name(&self) -> &'static str {
         match self {

@@ -64,7 +64,7 @@ impl Tool for Bash {
     }
 
     async fn call(&self, input: Value, ctx: &ToolContext) -> Result<ToolOutput, ToolError> {
-        let input: Input = parse_input(input)?;
+        let input: Input = parse_input(self.name(), input)?;
         let timeout = Duration::from_millis(input.timeout.unwrap_or(DEFAULT_TIMEOUT_MS).min(MAX_TIMEOUT_MS));
         let sandbox = ctx.sandbox().await?;
         let run = async {

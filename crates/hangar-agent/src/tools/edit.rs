@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use similar::TextDiff;
 
 use super::fs_util::{self, MAX_TEXT_BYTES};
+use super::parse_input;
 use crate::tool::{Tool, ToolContext, ToolError, ToolOutput, display_path, workspace_file};
 
 /// Unchanged lines shown around each change in the result.
@@ -107,7 +108,7 @@ impl Tool for Edit {
     }
 
     async fn call(&self, input: Value, ctx: &ToolContext) -> Result<ToolOutput, ToolError> {
-        let input: EditInput = fs_util::parse_input(self.name(), input)?;
+        let input: EditInput = parse_input(self.name(), input)?;
         let change = Change {
             old_string: input.old_string,
             new_string: input.new_string,
@@ -161,7 +162,7 @@ impl Tool for MultiEdit {
     }
 
     async fn call(&self, input: Value, ctx: &ToolContext) -> Result<ToolOutput, ToolError> {
-        let input: MultiEditInput = fs_util::parse_input(self.name(), input)?;
+        let input: MultiEditInput = parse_input(self.name(), input)?;
         edit_file(ctx, &input.file_path, input.edits, true).await
     }
 }

@@ -10,8 +10,6 @@ use std::io;
 use std::sync::Arc;
 
 use hangar_sandbox::hostfs::{RelPath, WorkspaceDir};
-use serde::de::DeserializeOwned;
-use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::tool::{RunState, ToolContext, ToolError, display_path};
@@ -35,11 +33,6 @@ pub(crate) const MAX_LINE_CHARS: usize = 2000;
 
 pub(crate) fn is_skipped_dir(name: &str) -> bool {
     SKIPPED_DIRS.contains(&name)
-}
-
-/// Deserializes a tool's input; a mismatch is an error the model sees.
-pub(crate) fn parse_input<T: DeserializeOwned>(tool: &str, input: Value) -> Result<T, ToolError> {
-    serde_json::from_value(input).map_err(|err| ToolError::Failed(format!("invalid input for {tool}: {err}")))
 }
 
 /// Runs `f` with the workspace on the blocking thread pool.

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::fs_util;
+use super::parse_input;
 use crate::tool::{Tool, ToolContext, ToolError, ToolOutput, WORKSPACE_MOUNT, display_path, workspace_path};
 
 /// Most paths returned.
@@ -70,7 +71,7 @@ impl Tool for Glob {
     }
 
     async fn call(&self, input: Value, ctx: &ToolContext) -> Result<ToolOutput, ToolError> {
-        let input: Input = fs_util::parse_input(self.name(), input)?;
+        let input: Input = parse_input(self.name(), input)?;
         let base = match input.path.as_deref() {
             Some(path) => workspace_path(path)?,
             None => None,

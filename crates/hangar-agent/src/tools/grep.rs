@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::fs_util::{self, Target};
+use super::parse_input;
 use crate::tool::{Tool, ToolContext, ToolError, ToolOutput, display_path, workspace_path};
 
 /// Lines or entries returned when no `head_limit` is given.
@@ -143,7 +144,7 @@ impl Tool for Grep {
     }
 
     async fn call(&self, input: Value, ctx: &ToolContext) -> Result<ToolOutput, ToolError> {
-        let input: Input = fs_util::parse_input(self.name(), input)?;
+        let input: Input = parse_input(self.name(), input)?;
         let base = match input.path.as_deref() {
             Some(path) => workspace_path(path)?,
             None => None,

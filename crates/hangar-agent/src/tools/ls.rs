@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::fs_util;
+use super::parse_input;
 use crate::tool::{Tool, ToolContext, ToolError, ToolOutput, display_path, workspace_path};
 
 /// Most entries listed.
@@ -73,7 +74,7 @@ impl Tool for Ls {
     }
 
     async fn call(&self, input: Value, ctx: &ToolContext) -> Result<ToolOutput, ToolError> {
-        let input: Input = fs_util::parse_input(self.name(), input)?;
+        let input: Input = parse_input(self.name(), input)?;
         let base = workspace_path(&input.path)?;
         let ignore = ignore_set(&input.ignore)?;
         let cancel = ctx.cancel.clone();

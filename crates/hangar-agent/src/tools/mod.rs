@@ -64,8 +64,9 @@ struct Registered {
 #[derive(Default)]
 pub struct ToolRegistry {
     tools: BTreeMap<String, Registered>,
-    /// Specs the model sees that are carried out by the loop itself (`Task`).
-    loop_tools: Vec<ToolSpec>,
+    /// Specs the model sees that are carried out by the loop itself (`Task`), with their
+    /// compiled schemas.
+    loop_tools: Vec<(ToolSpec, jsonschema::Validator)>,
 }
 
 impl ToolRegistry {
@@ -79,9 +80,7 @@ impl ToolRegistry {
     }
 
     pub fn add(&mut self, tool: Arc<dyn Tool>) -> Result<(), String> {
-        let schema = tool.input_schema();
-        let validator = jsonschema::validator_for(&schema)
-            .map_err(|err| format!("tool {}: invalid input schema: {err}", tool.name()))?;
+        let validator = compile(tool.name(), &tool.input_schema())?;
         self.tools
             .insert(tool.name().to_owned(), Registered { tool, validator });
         Ok(())
@@ -89,10 +88,9 @@ impl ToolRegistry {
 
     /// Adds a tool the loop carries out itself; the registry only validates its input.
     pub fn add_loop_tool(&mut self, spec: ToolSpec) -> Result<(), String> {
-        jsonschema::validator_for(&spec.input_schema)
-            .map_err(|err| format!("tool {}: invalid input schema: {err}", spec.name))?;
-        self.loop_tools.retain(|s| s.name != spec.name);
-        self.loop_tools.push(spec);
+        let validator = compile(&spec.name, &spec.input_schema)?;
+        self.loop_tools.retain(|(s, _)| s.name != spec.name);
+        self.loop_tools.push((spec, validator));
         Ok(())
     }
 
@@ -104,7 +102,7 @@ impl ToolRegistry {
                 && !deny.iter().any(|p| name_matches(p, name))
         };
         self.tools.retain(|name, _| keep(name));
-        self.loop_tools.retain(|spec| keep(&spec.name));
+        self.loop_tools.retain(|(spec, _)| keep(&spec.name));
     }
 
     /// The tool names, loop tools last.
@@ -112,7 +110,7 @@ impl ToolRegistry {
         self.tools
             .keys()
             .cloned()
-            .chain(self.loop_tools.iter().map(|s| s.name.clone()))
+            .chain(self.loop_tools.iter().map(|(s, _)| s.name.clone()))
             .collect()
     }
 
@@ -126,7 +124,7 @@ impl ToolRegistry {
                 input_schema: r.tool.input_schema(),
                 cache: None,
             })
-            .chain(self.loop_tools.iter().cloned())
+            .chain(self.loop_tools.iter().map(|(s, _)| s.clone()))
             .collect()
     }
 
@@ -135,7 +133,7 @@ impl ToolRegistry {
     }
 
     pub fn is_loop_tool(&self, name: &str) -> bool {
-        self.loop_tools.iter().any(|s| s.name == name)
+        self.loop_tools.iter().any(|(s, _)| s.name == name)
     }
 
     /// Whether a call of `name` only reads (unknown tools count as not read-only).
@@ -145,29 +143,32 @@ impl ToolRegistry {
 
     /// Checks `input` against the tool's schema; the error lists what is wrong, for the model.
     pub fn validate(&self, name: &str, input: &Value) -> Result<(), String> {
-        let errors: Vec<String> = if let Some(registered) = self.tools.get(name) {
-            registered
-                .validator
-                .iter_errors(input)
-                .take(MAX_VALIDATION_ERRORS)
-                .map(|e| describe(&e.instance_path().to_string(), &e.to_string()))
-                .collect()
-        } else if let Some(spec) = self.loop_tools.iter().find(|s| s.name == name) {
-            let validator = jsonschema::validator_for(&spec.input_schema).map_err(|e| e.to_string())?;
-            validator
-                .iter_errors(input)
-                .take(MAX_VALIDATION_ERRORS)
-                .map(|e| describe(&e.instance_path().to_string(), &e.to_string()))
-                .collect()
-        } else {
-            return Err(format!("no tool named {name:?} is available"));
-        };
+        let validator = self
+            .tools
+            .get(name)
+            .map(|r| &r.validator)
+            .or_else(|| {
+                self.loop_tools
+                    .iter()
+                    .find(|(s, _)| s.name == name)
+                    .map(|(_, v)| v)
+            })
+            .ok_or_else(|| format!("no tool named {name:?} is available"))?;
+        let errors: Vec<String> = validator
+            .iter_errors(input)
+            .take(MAX_VALIDATION_ERRORS)
+            .map(|e| describe(&e.instance_path().to_string(), &e.to_string()))
+            .collect();
         if errors.is_empty() {
             Ok(())
         } else {
             Err(format!("invalid input for {name}: {}", errors.join("; ")))
         }
     }
+}
+
+fn compile(name: &str, schema: &Value) -> Result<jsonschema::Validator, String> {
+    jsonschema::validator_for(schema).map_err(|err| format!("tool {name}: invalid input schema: {err}"))
 }
 
 fn describe(path: &str, message: &str) -> String {
@@ -185,8 +186,12 @@ fn name_matches(pattern: &str, name: &str) -> bool {
     }
 }
 
-/// Reads a tool's input into its typed form (the input has passed the schema already, so a
+/// Reads `tool`'s input into its typed form (the input has passed the schema already, so a
 /// failure here is reported to the model like a schema violation).
-pub(crate) fn parse_input<T: serde::de::DeserializeOwned>(input: Value) -> Result<T, crate::ToolError> {
-    serde_json::from_value(input).map_err(|err| crate::ToolError::Failed(format!("invalid input: {err}")))
+pub(crate) fn parse_input<T: serde::de::DeserializeOwned>(
+    tool: &str,
+    input: Value,
+) -> Result<T, crate::ToolError> {
+    serde_json::from_value(input)
+        .map_err(|err| crate::ToolError::Failed(format!("invalid input for {tool}: {err}")))
 }

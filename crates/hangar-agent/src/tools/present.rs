@@ -49,7 +49,7 @@ impl Tool for PresentFiles {
     }
 
     async fn call(&self, input: Value, ctx: &ToolContext) -> Result<ToolOutput, ToolError> {
-        let Input { file_paths, .. } = parse_input(input)?;
+        let Input { file_paths, .. } = parse_input(self.name(), input)?;
         let paths = file_paths
             .iter()
             .map(|p| workspace_file(p))

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::fs_util::{self, MAX_TEXT_BYTES};
+use super::parse_input;
 use crate::tool::{Tool, ToolContext, ToolError, ToolOutput, display_path, workspace_file};
 
 /// Lines shown when no `limit` is given.
@@ -88,7 +89,7 @@ impl Tool for Read {
     }
 
     async fn call(&self, input: Value, ctx: &ToolContext) -> Result<ToolOutput, ToolError> {
-        let input: Input = fs_util::parse_input(self.name(), input)?;
+        let input: Input = parse_input(self.name(), input)?;
         let path = workspace_file(&input.file_path)?;
         let shown = display_path(Some(&path));
         let image = image_extension(path.file_name());

@@ -53,7 +53,7 @@ impl Tool for TodoWrite {
     }
 
     async fn call(&self, input: Value, ctx: &ToolContext) -> Result<ToolOutput, ToolError> {
-        let Input { todos } = parse_input(input)?;
+        let Input { todos } = parse_input(self.name(), input)?;
         let in_progress = todos
             .iter()
             .filter(|t| t.status == TodoStatus::InProgress)

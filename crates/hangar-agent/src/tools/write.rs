@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::fs_util;
+use super::parse_input;
 use crate::tool::{Tool, ToolContext, ToolError, ToolOutput, display_path, workspace_file};
 
 /// Writes a whole file.
@@ -55,7 +56,7 @@ impl Tool for Write {
     }
 
     async fn call(&self, input: Value, ctx: &ToolContext) -> Result<ToolOutput, ToolError> {
-        let input: Input = fs_util::parse_input(self.name(), input)?;
+        let input: Input = parse_input(self.name(), input)?;
         let path = workspace_file(&input.file_path)?;
         let shown = display_path(Some(&path));
         let seen = fs_util::seen_in_run(&ctx.run, &path);

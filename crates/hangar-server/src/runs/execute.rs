@@ -166,13 +166,7 @@ async fn execute(
     observer: Arc<ServerObserver>,
     request: Arc<RunRequest>,
 ) -> Ended {
-    let progress = |message: &str| RunEvent::Progress {
-        kind: ProgressKind::Setup,
-        message: message.to_owned(),
-        tool_use_id: None,
-        tool_name: None,
-        tool_status: None,
-    };
+    let progress = |message: &str| RunEvent::progress(ProgressKind::Setup, message);
     observer.event(None, progress("Starting")).await;
     let conversation = &request.conversation;
     let user_entry =
