@@ -103,6 +103,8 @@ pub struct Settings {
     /// The `hangar` binary re-invoked inside sandboxes as their supervisor; this binary when
     /// unset (set it when Hangar is embedded in another executable, as the test suite is).
     pub sandbox_supervisor: Option<PathBuf>,
+    /// This node's name in the runs table (`HANGAR_NODE_ID`); the host name when unset.
+    pub hangar_node_id: Option<String>,
     /// CPU time per 100 ms period in microseconds (200000 = two CPUs), the original's unit.
     pub container_cpu_quota: u64,
     /// Bytes of memory per sandbox, tmpfs included; no swap.
@@ -190,6 +192,7 @@ impl Default for Settings {
             title_model_id: None,
             sandbox_backend: SandboxBackendKind::Bwrap,
             sandbox_supervisor: None,
+            hangar_node_id: None,
             container_cpu_quota: 200_000,
             container_memory_limit: 2 * 1024 * 1024 * 1024,
             container_pids_limit: 256,

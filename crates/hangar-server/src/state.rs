@@ -45,6 +45,10 @@ impl AppState {
     ) -> Self {
         let admin_keys = AdminKeys::new(&settings.api_keys);
         let sandboxes = crate::sandbox::manager(&settings, store.clone());
+        let runs = Runs::new(
+            crate::runs::node_id(&settings),
+            Arc::new(InProcessLeases::default()),
+        );
         Self(Arc::new(Shared {
             settings,
             store,
@@ -52,10 +56,7 @@ impl AppState {
             metrics,
             llm,
             sandboxes,
-            runs: Arc::new(Runs::new(
-                crate::runs::node_id(),
-                Arc::new(InProcessLeases::default()),
-            )),
+            runs: Arc::new(runs),
             shutting_down: AtomicBool::new(false),
         }))
     }

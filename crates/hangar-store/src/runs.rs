@@ -69,6 +69,8 @@ pub trait RunStore {
     async fn append_run_events(&self, run: Uuid, events: &[StoredEvent]) -> Result<()>;
     /// Events numbered above `after`, ascending, at most `limit`.
     async fn run_events(&self, run: Uuid, after: u64, limit: i64) -> Result<Vec<StoredEvent>>;
+    /// The number of the run's last stored event (0 when there is none).
+    async fn last_run_event_seq(&self, run: Uuid) -> Result<u64>;
     /// Runs still `running` that `node_id` started (left over by a crash of that node), oldest
     /// first.
     async fn running_runs(&self, node_id: &str) -> Result<Vec<Run>>;
@@ -359,6 +361,14 @@ impl RunStore for SqlStore {
                 })
             })
             .collect()
+    }
+
+    async fn last_run_event_seq(&self, run: Uuid) -> Result<u64> {
+        let last: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM run_events WHERE run_id = $1")
+            .bind(run.to_string())
+            .fetch_one(&self.read)
+            .await?;
+        count(last.unwrap_or(0), "seq")
     }
 
     async fn running_runs(&self, node_id: &str) -> Result<Vec<Run>> {

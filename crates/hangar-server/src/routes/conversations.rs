@@ -1,7 +1,7 @@
 //! `/api/tenants/{tenant_id}/conversations`: conversations and their message log (contract
 //! §1.4, QUIRKs fixed: the message log is tenant-scoped and 404s for unknown conversations, a
-//! conversation with a run in progress cannot be deleted (409), and archiving is rate-limited
-//! like the rest).
+//! conversation with a run in progress cannot be deleted (409)). Rate limiting is not
+//! enforced yet.
 
 use axum::Json;
 use axum::extract::State;
@@ -192,16 +192,7 @@ async fn delete_conversation(
     let (_, id) = path;
     let conversation = state.store.get_conversation(&access.tenant_id, id).await?;
     // Hold the lease while deleting, so no run can start meanwhile.
-    let _lease = state
-        .runs
-        .leases()
-        .try_acquire(&id.to_string(), Uuid::now_v7())
-        .await
-        .map_err(|_| {
-            ApiError::conflict(format!(
-                "conversation {id} has a run in progress; cancel it first"
-            ))
-        })?;
+    let _lease = state.runs.lease(id, Uuid::now_v7()).await?;
     state.store.delete_conversation(&access.tenant_id, id).await?;
     state
         .sandboxes

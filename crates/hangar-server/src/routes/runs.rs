@@ -19,6 +19,7 @@ use hangar_protocol::{
     StreamRequest, TenantId, TenantStatus,
 };
 use hangar_sandbox::hostfs::{RelPath, WorkspaceDir};
+use hangar_store::StoredEvent;
 use serde::Deserialize;
 use serde_json::json;
 use utoipa::IntoParams;
@@ -30,7 +31,7 @@ use super::paging;
 use crate::auth::TenantAccess;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiPath, ApiQuery, parse_json};
-use crate::runs::{self, RunRequest, WireEvent};
+use crate::runs::{self, RunRequest};
 use crate::sse::timestamp;
 use crate::state::AppState;
 
@@ -163,19 +164,13 @@ async fn read_body(state: &AppState, request: Request) -> ApiResult<(StreamReque
         let field = match form.next_field().await {
             Ok(Some(field)) => field,
             Ok(None) => break,
-            Err(err) if err.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
-                return Err(too_large(state.settings.max_upload_bytes));
-            }
-            Err(err) => return Err(ApiError::bad_request(format!("invalid multipart form: {err}"))),
+            Err(err) => return Err(form_error(&err, state.settings.max_upload_bytes)),
         };
         let name = field.name().unwrap_or_default().to_owned();
-        let bytes = field.bytes().await.map_err(|err| {
-            if err.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                too_large(state.settings.max_upload_bytes)
-            } else {
-                ApiError::bad_request(format!("invalid multipart form: {err}"))
-            }
-        })?;
+        let bytes = field
+            .bytes()
+            .await
+            .map_err(|err| form_error(&err, state.settings.max_upload_bytes))?;
         match name.as_str() {
             "request_data" => request_data = Some(bytes),
             "file_metadata" => metadata = Some(bytes),
@@ -233,6 +228,15 @@ fn checked(body: StreamRequest) -> ApiResult<StreamRequest> {
         Ok(body)
     } else {
         Err(ApiError::bad_request("invalid request_data").with_details(problems))
+    }
+}
+
+/// A multipart failure: 413 past the upload limit, else 400.
+fn form_error(err: &axum::extract::multipart::MultipartError, limit: usize) -> ApiError {
+    if err.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        too_large(limit)
+    } else {
+        ApiError::bad_request(format!("invalid multipart form: {err}"))
     }
 }
 
@@ -322,13 +326,13 @@ async fn resolve_model(
 }
 
 /// An SSE response of run events (`id:` = `seq`) with `ping` heartbeats.
-fn sse(events: impl Stream<Item = Option<Arc<WireEvent>>> + Send + 'static) -> Response {
+fn sse(events: impl Stream<Item = Option<Arc<StoredEvent>>> + Send + 'static) -> Response {
     let started = Instant::now();
     let stream = events.map(move |item| {
         Ok::<_, Infallible>(match item {
             Some(event) => Event::default()
                 .id(event.seq.to_string())
-                .event(event.name.as_str())
+                .event(event.event.as_str())
                 .data(event.data.as_str()),
             None => Event::default().event("ping").data(
                 json!({"seq": 0, "timestamp": timestamp(), "elapsed_ms": started.elapsed().as_millis() as u64})
@@ -452,13 +456,13 @@ async fn run_events(
 
 /// The events of a run after `after`: live from memory while it runs on this node, else from
 /// the store.
-pub async fn follow(
+async fn follow(
     state: &AppState,
     tenant: &TenantId,
     conversation_id: Uuid,
     run_id: Uuid,
     after: u64,
-) -> ApiResult<BoxStream<'static, Option<Arc<WireEvent>>>> {
+) -> ApiResult<BoxStream<'static, Option<Arc<StoredEvent>>>> {
     state.store.get_run(tenant, conversation_id, run_id).await?;
     if let Some(live) = state.runs.get(run_id) {
         return Ok(live.watch(after, HEARTBEAT).boxed());
@@ -471,10 +475,8 @@ pub async fn follow(
             match store.run_events(run_id, cursor, REPLAY_PAGE).await {
                 Ok(page) if !page.is_empty() => {
                     let next = page.last().map(|e| e.seq);
-                    let items: Vec<Option<Arc<WireEvent>>> = page
-                        .into_iter()
-                        .map(|e| Some(Arc::new(WireEvent::from(e))))
-                        .collect();
+                    let items: Vec<Option<Arc<StoredEvent>>> =
+                        page.into_iter().map(|e| Some(Arc::new(e))).collect();
                     Some((futures::stream::iter(items), next))
                 }
                 Ok(_) => None,

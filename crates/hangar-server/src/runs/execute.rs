@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use hangar_agent::tools::{ToolRegistry, builtin, task_spec};
 use hangar_agent::{Agent, AgentConfig, RunObserver, RunState, Stop, Subagents, ToolContext, prompt};
-use hangar_coord::LeaseError;
 use hangar_llm::Message;
 use hangar_protocol::{
     Conversation, Done, DoneStatus, Model, ProgressKind, ProviderKind, RunEvent, RunStatus, Tenant,
@@ -81,20 +80,7 @@ pub async fn start(state: &AppState, request: RunRequest) -> ApiResult<Arc<LiveR
     }
     let run_id = Uuid::now_v7();
     let conversation_id = request.conversation.conversation_id;
-    let lease = match state
-        .runs
-        .leases()
-        .try_acquire(&conversation_id.to_string(), run_id)
-        .await
-    {
-        Ok(lease) => lease,
-        Err(LeaseError::Held { holder, .. }) => {
-            return Err(ApiError::conflict(format!(
-                "conversation {conversation_id} is busy with run {holder}; wait for it to finish or cancel it"
-            )));
-        }
-        Err(err @ LeaseError::Backend(_)) => return Err(ApiError::unavailable(err.to_string())),
-    };
+    let lease = state.runs.lease(conversation_id, run_id).await?;
     state
         .store
         .create_run(&NewRun {

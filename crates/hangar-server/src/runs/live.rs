@@ -24,22 +24,12 @@ use crate::sse::timestamp;
 /// Events written to the store in one transaction at most.
 const BATCH: usize = 512;
 
-/// One numbered event as sent to clients.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WireEvent {
-    pub seq: u64,
-    pub name: String,
-    /// The JSON object sent as `data:`.
-    pub data: String,
-}
-
-impl From<StoredEvent> for WireEvent {
-    fn from(e: StoredEvent) -> Self {
-        Self {
-            seq: e.seq,
-            name: e.event,
-            data: e.data,
-        }
+/// `event` numbered `seq`, exactly as it is streamed and stored.
+pub fn encode(seq: u64, event: &RunEvent, agent_id: Option<&str>) -> StoredEvent {
+    StoredEvent {
+        seq,
+        event: event.name().to_owned(),
+        data: serde_json::Value::Object(event.wire_data(seq, &timestamp(), agent_id)).to_string(),
     }
 }
 
@@ -48,7 +38,7 @@ pub struct LiveRun {
     pub tenant_id: TenantId,
     pub conversation_id: Uuid,
     pub cancel: CancellationToken,
-    events: Mutex<Vec<Arc<WireEvent>>>,
+    events: Mutex<Vec<Arc<StoredEvent>>>,
     /// The last published seq, and whether the run is over.
     progress: watch::Sender<(u64, bool)>,
     done_sent: AtomicBool,
@@ -82,27 +72,14 @@ impl LiveRun {
             return;
         };
         let seq = events.len() as u64 + 1;
-        let data = serde_json::Value::Object(event.wire_data(seq, &timestamp(), agent_id)).to_string();
-        let wire = Arc::new(WireEvent {
-            seq,
-            name: event.name().to_owned(),
-            data,
-        });
+        let encoded = encode(seq, event, agent_id);
         if let Ok(writer) = self.writer.lock()
             && let Some((tx, _)) = writer.as_ref()
         {
-            let _ = tx.send(StoredEvent {
-                seq,
-                event: wire.name.clone(),
-                data: wire.data.clone(),
-            });
+            let _ = tx.send(encoded.clone());
         }
-        events.push(wire);
+        events.push(Arc::new(encoded));
         self.progress.send_replace((seq, false));
-    }
-
-    pub fn done_sent(&self) -> bool {
-        self.done_sent.load(Ordering::SeqCst)
     }
 
     /// Waits until every published event is in the store, then lets watchers finish.
@@ -124,7 +101,7 @@ impl LiveRun {
         self: &Arc<Self>,
         after: u64,
         heartbeat: Duration,
-    ) -> impl Stream<Item = Option<Arc<WireEvent>>> + use<> {
+    ) -> impl Stream<Item = Option<Arc<StoredEvent>>> + use<> {
         let rx = self.progress.subscribe();
         futures::stream::unfold(
             (self.clone(), after, rx),

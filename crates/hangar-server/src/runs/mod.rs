@@ -12,16 +12,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hangar_coord::Leases;
-use hangar_protocol::{ChatUsage, Conversation, Done, DoneStatus, RunEvent, RunStatus, Usd};
+use hangar_coord::{Lease, LeaseError, Leases};
+use hangar_protocol::{Conversation, Done, DoneStatus, RunEvent, RunStatus};
 use hangar_store::{RunOutcome, Store, StoredEvent};
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 pub use execute::{RunRequest, start};
-pub use live::{LiveRun, WireEvent};
+pub use live::LiveRun;
 
-use crate::sse::timestamp;
+use crate::config::Settings;
+use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
 /// How long cancelled runs get to write their `done` at shutdown.
@@ -50,8 +51,16 @@ impl Runs {
         &self.node_id
     }
 
-    pub fn leases(&self) -> &Arc<dyn Leases> {
-        &self.leases
+    /// Takes the conversation's lease for `holder` (a run, or a delete): 409 while someone
+    /// else holds it.
+    pub async fn lease(&self, conversation: Uuid, holder: Uuid) -> ApiResult<Lease> {
+        match self.leases.try_acquire(&conversation.to_string(), holder).await {
+            Ok(lease) => Ok(lease),
+            Err(LeaseError::Held { holder, .. }) => Err(ApiError::conflict(format!(
+                "conversation {conversation} is busy with run {holder}; wait for it to finish or cancel it"
+            ))),
+            Err(err @ LeaseError::Backend(_)) => Err(ApiError::unavailable(err.to_string())),
+        }
     }
 
     pub fn accepting(&self) -> bool {
@@ -132,13 +141,13 @@ impl Runs {
         };
         let mut closed = 0;
         for run in runs {
-            let mut last = 0;
-            loop {
-                match store.run_events(run.run_id, last, 1000).await {
-                    Ok(page) if !page.is_empty() => last = page.last().map_or(last, |e| e.seq),
-                    _ => break,
+            let last = match store.last_run_event_seq(run.run_id).await {
+                Ok(last) => last,
+                Err(err) => {
+                    tracing::error!(run_id = %run.run_id, error = %err, "could not read interrupted run");
+                    continue;
                 }
-            }
+            };
             let message =
                 "The server stopped while this run was in progress; send the message again to continue.";
             let events = [
@@ -160,17 +169,9 @@ impl Runs {
                     run_id: run.run_id.to_string(),
                 }),
             ];
-            let stored: Vec<StoredEvent> = events
-                .iter()
-                .enumerate()
-                .map(|(i, event)| {
-                    let seq = last + 1 + i as u64;
-                    StoredEvent {
-                        seq,
-                        event: event.name().to_owned(),
-                        data: serde_json::Value::Object(event.wire_data(seq, &timestamp(), None)).to_string(),
-                    }
-                })
+            let stored: Vec<StoredEvent> = (last + 1..)
+                .zip(&events)
+                .map(|(seq, event)| live::encode(seq, event, None))
                 .collect();
             if let Err(err) = store.append_run_events(run.run_id, &stored).await {
                 tracing::error!(run_id = %run.run_id, error = %err, "could not close interrupted run");
@@ -179,8 +180,8 @@ impl Runs {
             let outcome = RunOutcome {
                 status: RunStatus::Interrupted,
                 turn_count: run.turn_count,
-                usage: ChatUsage { ..run.usage },
-                cost: Usd::from_nanos(run.cost_usd.nanos()),
+                usage: run.usage,
+                cost: run.cost_usd,
                 error: Some("interrupted by a server restart".to_owned()),
             };
             if let Ok(true) = store.finish_run(run.run_id, &outcome).await {
@@ -192,9 +193,10 @@ impl Runs {
 }
 
 /// This node's name in the runs table: `HANGAR_NODE_ID`, else the host name.
-pub fn node_id() -> String {
-    std::env::var("HANGAR_NODE_ID")
-        .ok()
+pub fn node_id(settings: &Settings) -> String {
+    settings
+        .hangar_node_id
+        .clone()
         .filter(|s| !s.trim().is_empty())
         .or_else(|| {
             std::fs::read_to_string("/proc/sys/kernel/hostname")

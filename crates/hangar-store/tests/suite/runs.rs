@@ -280,6 +280,9 @@ store_test!(events_paging_and_atomic_batches, |db| async move {
         store.run_events(Uuid::now_v7(), 0, 100).await.unwrap(),
         Vec::new()
     );
+    assert_eq!(store.last_run_event_seq(run).await.unwrap(), 7);
+    assert_eq!(store.last_run_event_seq(other_run).await.unwrap(), 2);
+    assert_eq!(store.last_run_event_seq(Uuid::now_v7()).await.unwrap(), 0);
     // The data comes back exactly as sent.
     assert_eq!(
         store.run_events(run, 0, 1).await.unwrap()[0].data,
