@@ -11,6 +11,7 @@
 
 mod api_keys;
 mod audit;
+mod blob;
 mod conversations;
 mod error;
 mod models;
@@ -26,6 +27,10 @@ mod usage;
 
 pub use api_keys::{ApiKeyStore, AuthenticatedKey, KEY_PREFIX};
 pub use audit::{AuditEntry, AuditFilter, AuditStore};
+pub use blob::{
+    BlobError, BlobRef, BlobResult, BlobStore, MAX_PARTS_IN_FLIGHT, PART_SIZE, S3Config, S3Credentials,
+    validate_digest,
+};
 pub use conversations::{ConversationFilter, ConversationStore, HistoryEntry, HistoryKind, NewConversation};
 pub use error::{Result, StoreError};
 pub use models::ModelStore;
