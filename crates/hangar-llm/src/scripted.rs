@@ -69,29 +69,37 @@ impl Step {
         input: &Value,
         usage: Usage,
     ) -> Self {
-        Self::events([
-            StreamEvent::MessageStart {
-                id: None,
-                model: None,
-            },
-            StreamEvent::BlockStart {
-                index: 0,
+        let (id, name) = (id.into(), name.into());
+        Self::tool_calls_reply(&[(id.as_str(), name.as_str(), input.to_string().as_str())], usage)
+    }
+
+    /// A complete answer that calls several tools at once, each `(id, name, input JSON text)`;
+    /// the text is sent as is, so it may be malformed on purpose.
+    pub fn tool_calls_reply(calls: &[(&str, &str, &str)], usage: Usage) -> Self {
+        let mut events = vec![StreamEvent::MessageStart {
+            id: None,
+            model: None,
+        }];
+        for (index, (id, name, json)) in calls.iter().enumerate() {
+            events.push(StreamEvent::BlockStart {
+                index,
                 block: BlockKind::ToolUse {
-                    id: id.into(),
-                    name: name.into(),
+                    id: (*id).to_owned(),
+                    name: (*name).to_owned(),
                 },
-            },
-            StreamEvent::ToolInputDelta {
-                index: 0,
-                partial_json: input.to_string(),
-            },
-            StreamEvent::BlockStop { index: 0 },
-            StreamEvent::Usage(usage),
-            StreamEvent::Stop {
-                reason: StopReason::ToolUse,
-                stop_sequence: None,
-            },
-        ])
+            });
+            events.push(StreamEvent::ToolInputDelta {
+                index,
+                partial_json: (*json).to_owned(),
+            });
+            events.push(StreamEvent::BlockStop { index });
+        }
+        events.push(StreamEvent::Usage(usage));
+        events.push(StreamEvent::Stop {
+            reason: StopReason::ToolUse,
+            stop_sequence: None,
+        });
+        Self::events(events)
     }
 
     /// This step, after `stream()` waited `delay`.

@@ -15,6 +15,7 @@ mod patch;
 mod price;
 mod run;
 mod simple_chat;
+mod socket;
 mod stream;
 mod tenant;
 mod text_enum;
@@ -40,8 +41,9 @@ pub use simple_chat::{
     ChatDone, ChatError, ChatRole, ChatStatus, ChatTextDelta, ChatUsage, SimpleChat, SimpleChatDetail,
     SimpleChatList, SimpleChatMessage, SimpleChatStreamRequest,
 };
+pub use socket::{ClientMessage, ServerNotice};
 pub use stream::{Executor, FileUploadMetadata, MAX_USER_INPUT_CHARS, StreamRequest};
-pub use tenant::{Tenant, TenantCreate, TenantStatus, TenantUpdate};
+pub use tenant::{MAX_POLICY_ENTRIES, Tenant, TenantCreate, TenantPolicy, TenantStatus, TenantUpdate};
 pub use usd::Usd;
 
 /// A field-level problem found while validating a request body, before it reaches the store.

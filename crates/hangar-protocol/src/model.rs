@@ -184,6 +184,8 @@ pub struct ModelUsage {
     pub tenants: i64,
     pub conversations: i64,
     pub simple_chats: i64,
+    /// Agent runs it answered (their conversations may have moved to another model since).
+    pub runs: i64,
     pub usage_logs: i64,
 }
 
@@ -193,6 +195,7 @@ impl ModelUsage {
             && self.tenants == 0
             && self.conversations == 0
             && self.simple_chats == 0
+            && self.runs == 0
             && self.usage_logs == 0
     }
 
@@ -202,6 +205,7 @@ impl ModelUsage {
             ("tenants", self.tenants, "tenants use it as their default model"),
             ("conversations", self.conversations, "conversations use it"),
             ("simple_chats", self.simple_chats, "simple chats use it"),
+            ("runs", self.runs, "agent runs used it"),
             ("usage_logs", self.usage_logs, "usage records refer to it"),
         ]
         .into_iter()

@@ -17,8 +17,9 @@ use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use crate::auth;
 use crate::error::ApiError;
+use crate::middleware::rate_limit::RateLimit;
 use crate::middleware::security_headers::SecurityHeaders;
-use crate::middleware::{observe, request_id, security_headers};
+use crate::middleware::{observe, rate_limit, request_id, security_headers};
 use crate::routes::{self, OpenApiJson};
 use crate::state::AppState;
 
@@ -87,12 +88,15 @@ pub fn router(state: AppState) -> Router {
     let timeout =
         TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, state.settings.request_timeout());
     let security = SecurityHeaders::new(state.settings.hsts_enabled.then_some(state.settings.hsts_max_age));
+    let rate_limit = RateLimit::new(&state.settings, state.rate_limiter.clone());
     app.route_layer(middleware::from_fn(observe::capture_route))
         .fallback(routes::no_route)
         .method_not_allowed_fallback(routes::wrong_method)
         .layer(Extension(OpenApiJson(doc_json)))
         .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
         .layer(CatchPanicLayer::custom(panic_response))
+        // Inside auth: the quota is the authenticated principal's.
+        .layer(middleware::from_fn_with_state(rate_limit, rate_limit::layer))
         .layer(middleware::from_fn_with_state(state.clone(), auth::layer))
         .layer(timeout)
         .layer(middleware::map_response(timeout_envelope))

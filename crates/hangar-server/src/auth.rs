@@ -3,11 +3,11 @@
 //! Admin keys come from `API_KEYS` and reach everything. Tenant keys (`hgr_…`, created through
 //! the admin API, stored hashed) reach only `/api/tenants/{their id}/…`: another tenant's id
 //! answers 404 exactly as a missing tenant would, and admin-only routes answer 403. A key is
-//! read from `X-API-Key` or `Authorization: Bearer`. With no admin keys configured (development
-//! only), requests without a key are treated as admin and a warning is logged at start-up; a key
-//! that is presented is still checked.
+//! read from `X-API-Key` or `Authorization: Bearer` (a WebSocket upgrade may use `?token=`).
+//! With no admin keys configured (development only), requests without a key are treated as
+//! admin and a warning is logged at start-up; a key that is presented is still checked.
 
-use axum::extract::{FromRequestParts, RawPathParams, Request, State};
+use axum::extract::{FromRequestParts, Query, RawPathParams, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, header};
 use axum::middleware::Next;
@@ -90,6 +90,22 @@ fn presented_key(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
+/// A WebSocket upgrade may carry the key as `?token=` instead: browsers cannot set headers on
+/// WebSocket requests. Only there; the access log redacts it.
+fn query_token(request: &Request) -> Option<String> {
+    let upgrade = request
+        .headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    if !upgrade {
+        return None;
+    }
+    let Query(query) =
+        Query::<std::collections::HashMap<String, String>>::try_from_uri(request.uri()).ok()?;
+    query.get("token").map(|t| t.trim().to_owned())
+}
+
 /// Paths that never need a key (probes, docs). `/metrics` is decided by settings.
 fn is_public(path: &str) -> bool {
     matches!(
@@ -105,7 +121,10 @@ pub async fn layer(State(state): State<AppState>, mut request: Request, next: Ne
     if request.method() == Method::OPTIONS || is_public(path) || metrics_public {
         return next.run(request).await;
     }
-    let principal = match authenticate(&state, request.headers()).await {
+    let presented = presented_key(request.headers())
+        .map(str::to_owned)
+        .or_else(|| query_token(&request));
+    let principal = match authenticate(&state, presented.as_deref()).await {
         Ok(principal) => principal,
         Err(refusal) => {
             let path = path.to_owned();
@@ -153,8 +172,8 @@ impl IntoResponse for Refusal {
     }
 }
 
-async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal, Refusal> {
-    let Some(key) = presented_key(headers).filter(|k| !k.is_empty()) else {
+async fn authenticate(state: &AppState, presented: Option<&str>) -> Result<Principal, Refusal> {
+    let Some(key) = presented.filter(|k| !k.is_empty()) else {
         if state.admin_keys.is_empty() {
             return Ok(Principal::Anonymous);
         }

@@ -4,7 +4,7 @@
 //! disconnects does not stop the answer from being stored and billed.
 
 use futures::StreamExt;
-use hangar_llm::{LlmError, Message, ModelRequest, Prices, Role, StreamEvent, SystemBlock, Usage, cost_of};
+use hangar_llm::{LlmError, Message, ModelRequest, Prices, StreamEvent, SystemBlock, Usage, cost_of};
 use hangar_protocol::{ChatRole, ChatUsage, Model, ModelId, SimpleChat, SimpleChatMessage, Usd};
 use hangar_store::NewUsage;
 use serde_json::json;
@@ -17,8 +17,6 @@ use crate::state::AppState;
 /// `maxTokens` and `temperature` of the original's simple chat.
 const MAX_TOKENS: u32 = 4096;
 const TEMPERATURE: f32 = 1.0;
-/// A fallback title is the first characters of the user's message.
-const FALLBACK_TITLE_CHARS: usize = 50;
 
 /// What an exchange works on.
 pub struct Exchange {
@@ -65,15 +63,15 @@ async fn record(state: &AppState, chat: &SimpleChat, model: &Model, usage: &Usag
 }
 
 /// The outcome of streaming one call: the text, its usage, and which model answered.
-struct Answer {
-    text: String,
-    usage: Usage,
-    model: Model,
+pub(crate) struct Answer {
+    pub text: String,
+    pub usage: Usage,
+    pub model: Model,
 }
 
 /// Streams one call through the gateway, forwarding text deltas when `sink` is given. On a
 /// mid-stream failure the usage seen so far is still returned with the error, to be billed.
-async fn call(
+pub(crate) async fn call(
     state: &AppState,
     chain: &Chain,
     request: &ModelRequest,
@@ -127,75 +125,6 @@ fn request(chat: &SimpleChat, history: &[SimpleChatMessage]) -> ModelRequest {
     }
 }
 
-/// The first characters of the user's message on one line: the title when no title model is
-/// configured or it fails.
-pub fn fallback_title(first_message: &str) -> String {
-    let line: String = first_message.split_whitespace().collect::<Vec<_>>().join(" ");
-    let title: String = line.chars().take(FALLBACK_TITLE_CHARS).collect();
-    if title.is_empty() {
-        "New chat".to_owned()
-    } else {
-        title
-    }
-}
-
-/// Asks the title model for a short title, billing the call to the chat.
-async fn generate_title(
-    state: &AppState,
-    chat: &SimpleChat,
-    question: &str,
-    answer: &str,
-    bill: &mut Bill,
-) -> String {
-    let fallback = fallback_title(question);
-    let Some(chain) = state.llm.title_chain(state).await else {
-        return fallback;
-    };
-    let prompt = format!(
-        "Write a title of at most six words for a conversation that begins like this. Reply with the \
-         title only, without quotes.\n\nUser: {}\n\nAssistant: {}",
-        question.chars().take(200).collect::<String>(),
-        answer.chars().take(300).collect::<String>(),
-    );
-    let request = ModelRequest {
-        model: String::new(),
-        system: Vec::new(),
-        messages: vec![Message {
-            role: Role::User,
-            content: vec![hangar_llm::ContentBlock::text(prompt)],
-        }],
-        tools: Vec::new(),
-        max_tokens: 100,
-        temperature: Some(0.7),
-        stop_sequences: Vec::new(),
-        thinking_budget: None,
-    };
-    match call(state, &chain, &request, None, CancellationToken::new()).await {
-        Ok(answer) => {
-            record(state, chat, &answer.model, &answer.usage, bill).await;
-            let title: String = answer
-                .text
-                .trim()
-                .trim_matches(['"', '\'', '「', '」'])
-                .chars()
-                .take(50)
-                .collect();
-            if title.trim().is_empty() {
-                fallback
-            } else {
-                title.trim().to_owned()
-            }
-        }
-        Err((err, partial)) => {
-            if let Some((model, usage)) = partial {
-                record(state, chat, &model, &usage, bill).await;
-            }
-            tracing::warn!(error = %err, chat_id = %chat.chat_id, "title generation failed; using the first message");
-            fallback
-        }
-    }
-}
-
 /// Runs the exchange to its end and emits `done` exactly once.
 pub async fn run(state: AppState, exchange: Exchange, mut sink: EventSink, cancel: CancellationToken) {
     let Exchange { chat, chain, history } = exchange;
@@ -218,9 +147,16 @@ pub async fn run(state: AppState, exchange: Exchange, mut sink: EventSink, cance
                     .iter()
                     .find(|m| m.role == ChatRole::User)
                     .map_or("", |m| m.content.as_str());
-                let generated = generate_title(&state, &chat, question, &answer.text, &mut bill).await;
-                match state.store.set_simple_chat_title(chat.chat_id, &generated).await {
-                    Ok(()) => title = Some(generated),
+                let titled = crate::title::generate(&state, question, &answer.text).await;
+                if let Some((model, usage)) = &titled.call {
+                    record(&state, &chat, model, usage, &mut bill).await;
+                }
+                match state
+                    .store
+                    .set_simple_chat_title(chat.chat_id, &titled.title)
+                    .await
+                {
+                    Ok(()) => title = Some(titled.title),
                     Err(err) => tracing::error!(error = %err, "could not store the title"),
                 }
             }

@@ -3,6 +3,7 @@
 //! validation, and are audited as actor `cli`.
 
 mod admin;
+mod chat;
 mod sandbox;
 
 use std::io::Write;
@@ -55,6 +56,8 @@ enum Command {
     /// Inspect the host's sandbox support and run commands in throwaway sandboxes.
     #[command(subcommand)]
     Sandbox(sandbox::SandboxCommand),
+    /// Talk to an agent from the terminal, through a running server's API.
+    Chat(chat::ChatArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -72,6 +75,10 @@ enum DevCommand {
 }
 
 pub fn run(cli: Cli) -> ExitCode {
+    // A client of a running server: it needs none of the server's settings.
+    if let Command::Chat(args) = cli.command {
+        return chat::main(args);
+    }
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(settings) => settings,
         Err(err) => {
@@ -125,6 +132,7 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Models(cmd) => admin::models(&*open_store(&settings).await?, cmd).await,
         Command::ApiKeys(cmd) => admin::keys(&*open_store(&settings).await?, cmd).await,
         Command::Sandbox(cmd) => sandbox::run(&settings, cmd).await,
+        Command::Chat(_) => anyhow::bail!("`hangar chat` runs before the settings are loaded"),
         Command::Dev(DevCommand::FakeModel { script, addr }) => {
             tracing::info!(%addr, script = %script.display(), "fake model server listening");
             hangar_testkit::serve_script_file(&script, addr).await

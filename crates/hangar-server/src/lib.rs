@@ -20,6 +20,7 @@ pub mod sandbox;
 mod sse;
 mod state;
 pub mod telemetry;
+mod title;
 
 pub use app::{openapi, router, serve};
 pub use auth::Principal;

@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use hangar_protocol::{ComponentHealth, HealthStatus};
+use hangar_protocol::{ComponentHealth, HealthStatus, TenantPolicy};
 use hangar_sandbox::bwrap::Bwrap;
-use hangar_sandbox::egress::{Cidr, EgressAudit, SystemResolver};
+use hangar_sandbox::egress::{Cidr, EgressAudit, EgressPolicy, SystemResolver};
 use hangar_sandbox::host::{EgressSettings, HostConfig};
 use hangar_sandbox::manager::{LifecycleAudit, ManagerSettings, SandboxManager};
 use hangar_sandbox::oci::Oci;
-use hangar_sandbox::{Backend, Limits, Sandbox, SandboxError, SandboxSpec};
+use hangar_sandbox::{Backend, Limits, NetworkPolicy, Sandbox, SandboxError, SandboxSpec};
 use hangar_store::{AuditEntry, Store};
 
 use crate::config::{SandboxBackendKind, Settings};
@@ -32,6 +32,34 @@ pub fn limits(settings: &Settings) -> Limits {
     }
 }
 
+/// A conversation sandbox's network: none, or the tenant's egress domains through the proxy.
+pub fn network(policy: &TenantPolicy) -> NetworkPolicy {
+    if policy.egress_domains.is_empty() {
+        NetworkPolicy::None
+    } else {
+        NetworkPolicy::Egress {
+            domains: policy.egress_domains.clone(),
+        }
+    }
+}
+
+/// The rules for host-side fetches on a tenant's behalf (`WebFetch`): the same domains and
+/// address checks as the sandbox's egress proxy. `None` when the tenant allows no domain.
+pub fn egress_policy(settings: &Settings, policy: &TenantPolicy) -> Option<EgressPolicy> {
+    (!policy.egress_domains.is_empty()).then(|| {
+        EgressPolicy::new(policy.egress_domains.clone()).with_allowed_networks(allowed_networks(settings))
+    })
+}
+
+/// `SANDBOX_EGRESS_ALLOWED_NETWORKS` (validated when the settings are loaded).
+fn allowed_networks(settings: &Settings) -> Vec<Cidr> {
+    settings
+        .sandbox_egress_allowed_networks
+        .iter()
+        .filter_map(|c| c.parse::<Cidr>().ok())
+        .collect()
+}
+
 /// Host-side configuration shared by both backends.
 pub fn host_config(settings: &Settings, egress_audit: EgressAudit) -> HostConfig {
     // The running binary is the supervisor; when it cannot be found, the backend reports it.
@@ -44,11 +72,7 @@ pub fn host_config(settings: &Settings, egress_audit: EgressAudit) -> HostConfig
     host.egress = Some(EgressSettings {
         resolver: Arc::new(SystemResolver),
         audit: egress_audit,
-        allowed_networks: settings
-            .sandbox_egress_allowed_networks
-            .iter()
-            .filter_map(|c| c.parse::<Cidr>().ok())
-            .collect(),
+        allowed_networks: allowed_networks(settings),
         extra_ports: Vec::new(),
     });
     host

@@ -12,7 +12,7 @@ use crate::auth::AdminKeys;
 use crate::config::{AppEnv, Settings};
 use crate::llm::Llm;
 use crate::runs::Runs;
-use hangar_coord::InProcessLeases;
+use hangar_coord::{InProcessLeases, InProcessRateLimiter, RateLimiter};
 
 #[derive(Clone)]
 pub struct AppState(Arc<Shared>);
@@ -25,6 +25,8 @@ pub struct Shared {
     pub llm: Arc<Llm>,
     pub sandboxes: Arc<SandboxManager>,
     pub runs: Arc<Runs>,
+    /// Counts requests of the rate-limited routes (`middleware::rate_limit`).
+    pub rate_limiter: Arc<dyn RateLimiter>,
     shutting_down: AtomicBool,
 }
 
@@ -57,6 +59,7 @@ impl AppState {
             llm,
             sandboxes,
             runs: Arc::new(runs),
+            rate_limiter: Arc::new(InProcessRateLimiter::default()),
             shutting_down: AtomicBool::new(false),
         }))
     }

@@ -112,6 +112,7 @@ async fn usage(conn: &mut sqlx::AnyConnection, id: &ModelId) -> Result<ModelUsag
         conversations: count_where(conn, "SELECT COUNT(*) FROM conversations WHERE model_id = $1", id)
             .await?,
         simple_chats: count_where(conn, "SELECT COUNT(*) FROM simple_chats WHERE model_id = $1", id).await?,
+        runs: count_where(conn, "SELECT COUNT(*) FROM runs WHERE model_id = $1", id).await?,
         usage_logs: count_where(conn, "SELECT COUNT(*) FROM usage_logs WHERE model_id = $1", id).await?,
     })
 }

@@ -1,7 +1,8 @@
 //! Tenants: create, read, update, delete, with the default model checked on the way in.
 
 use hangar_protocol::{
-    ErrorDetail, ModelId, ModelStatus, Tenant, TenantCreate, TenantId, TenantStatus, TenantUpdate,
+    ErrorDetail, ModelId, ModelStatus, Tenant, TenantCreate, TenantId, TenantPolicy, TenantStatus,
+    TenantUpdate,
 };
 use serde_json::json;
 
@@ -45,6 +46,7 @@ struct TenantRow {
     system_prompt: Option<String>,
     model_id: Option<String>,
     status: String,
+    policy: String,
     created_at: i64,
     updated_at: i64,
 }
@@ -62,13 +64,15 @@ impl TryFrom<TenantRow> for Tenant {
                 .transpose()
                 .map_err(StoreError::corrupt)?,
             status: TenantStatus::parse(&row.status).ok_or_else(|| StoreError::corrupt(&row.status))?,
+            policy: serde_json::from_str(&row.policy).map_err(StoreError::corrupt)?,
             created_at: from_ms(row.created_at)?,
             updated_at: from_ms(row.updated_at)?,
         })
     }
 }
 
-const SELECT: &str = "SELECT tenant_id, system_prompt, model_id, status, created_at, updated_at FROM tenants";
+const SELECT: &str =
+    "SELECT tenant_id, system_prompt, model_id, status, policy, created_at, updated_at FROM tenants";
 
 /// A tenant's default model must exist (404) and be active (400). `lock` keeps it from being
 /// deleted before the referencing row is written.
@@ -90,6 +94,10 @@ async fn check_default_model(
             format!("model '{model_id}' is deprecated"),
         )),
     }
+}
+
+fn policy_json(policy: &TenantPolicy) -> Result<String> {
+    serde_json::to_string(policy).map_err(StoreError::corrupt)
 }
 
 async fn fetch(conn: &mut sqlx::AnyConnection, id: &TenantId, lock: &'static str) -> Result<Tenant> {
@@ -127,12 +135,13 @@ impl TenantStore for SqlStore {
         }
         let now = now_ms();
         let inserted = sqlx::query(
-            "INSERT INTO tenants (tenant_id, system_prompt, model_id, status, created_at, updated_at) \
-             VALUES ($1, $2, $3, 'active', $4, $4) ON CONFLICT (tenant_id) DO NOTHING",
+            "INSERT INTO tenants (tenant_id, system_prompt, model_id, status, policy, created_at, updated_at) \
+             VALUES ($1, $2, $3, 'active', $4, $5, $5) ON CONFLICT (tenant_id) DO NOTHING",
         )
         .bind(new.tenant_id.as_str())
         .bind(new.system_prompt.as_deref())
         .bind(new.model_id.as_ref().map(ModelId::as_str))
+        .bind(policy_json(&new.policy)?)
         .bind(now)
         .execute(&mut *tx)
         .await?
@@ -169,13 +178,17 @@ impl TenantStore for SqlStore {
         if let Some(status) = patch.status {
             tenant.status = status;
         }
+        if let Some(policy) = &patch.policy {
+            tenant.policy.clone_from(policy);
+        }
         sqlx::query(
-            "UPDATE tenants SET system_prompt = $1, model_id = $2, status = $3, updated_at = $4 \
-             WHERE tenant_id = $5",
+            "UPDATE tenants SET system_prompt = $1, model_id = $2, status = $3, policy = $4, updated_at = $5 \
+             WHERE tenant_id = $6",
         )
         .bind(tenant.system_prompt.as_deref())
         .bind(tenant.model_id.as_ref().map(ModelId::as_str))
         .bind(tenant.status.as_str())
+        .bind(policy_json(&tenant.policy)?)
         .bind(now_ms())
         .bind(id.as_str())
         .execute(&mut *tx)

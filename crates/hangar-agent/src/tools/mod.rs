@@ -10,12 +10,14 @@ mod ls;
 mod read;
 #[cfg(test)]
 mod test_support;
+mod web_fetch;
 mod write;
 pub use edit::{Edit, MultiEdit};
 pub use glob::Glob;
 pub use grep::Grep;
 pub use ls::Ls;
 pub use read::Read;
+pub use web_fetch::{WebFetch, WebFetchLimits};
 pub use write::Write;
 
 mod bash;

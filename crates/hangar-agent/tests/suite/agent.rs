@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use hangar_agent::{AgentConfig, Stop};
-use hangar_llm::{BlockKind, ContentBlock, LlmError, Message, Role, Step, StopReason, StreamEvent, Usage};
+use hangar_llm::{BlockKind, ContentBlock, LlmError, Message, Role, Step, StreamEvent, Usage};
 use hangar_protocol::RunEvent;
 use pretty_assertions::assert_eq;
 use serde_json::json;
@@ -22,30 +22,7 @@ fn usage(input: u64, output: u64) -> Usage {
 
 /// A reply calling several tools, each input sent as raw JSON text.
 fn tool_calls(calls: &[(&str, &str, &str)]) -> Step {
-    let mut events = vec![StreamEvent::MessageStart {
-        id: None,
-        model: None,
-    }];
-    for (index, (id, name, json)) in calls.iter().enumerate() {
-        events.push(StreamEvent::BlockStart {
-            index,
-            block: BlockKind::ToolUse {
-                id: (*id).into(),
-                name: (*name).into(),
-            },
-        });
-        events.push(StreamEvent::ToolInputDelta {
-            index,
-            partial_json: (*json).into(),
-        });
-        events.push(StreamEvent::BlockStop { index });
-    }
-    events.push(StreamEvent::Usage(usage(100, 10)));
-    events.push(StreamEvent::Stop {
-        reason: StopReason::ToolUse,
-        stop_sequence: None,
-    });
-    Step::events(events)
+    Step::tool_calls_reply(calls, usage(100, 10))
 }
 
 fn tool_result_blocks(message: &Message) -> Vec<(String, bool, String)> {

@@ -1,2 +1,3 @@
 mod agent;
 mod support;
+mod web_fetch;

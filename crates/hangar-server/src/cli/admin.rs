@@ -34,6 +34,10 @@ pub enum TenantCommand {
         /// Default model for new conversations.
         #[arg(long)]
         model: Option<String>,
+        /// What its agents may use, as JSON:
+        /// `{"allowed_tools": [..] | null, "denied_tools": [..], "egress_domains": [..]}`.
+        #[arg(long)]
+        policy: Option<String>,
     },
     /// Change a tenant.
     Update {
@@ -49,6 +53,9 @@ pub enum TenantCommand {
         /// active or inactive.
         #[arg(long)]
         status: Option<String>,
+        /// Replaces the policy (JSON, as for `create`).
+        #[arg(long)]
+        policy: Option<String>,
     },
     /// Delete a tenant (refused while it owns data).
     Delete { tenant_id: String },
@@ -124,6 +131,11 @@ fn parse<T: serde::de::DeserializeOwned>(value: Value) -> anyhow::Result<T> {
     serde_json::from_value(value).context("invalid input")
 }
 
+/// `--policy`: a JSON object (checked when the tenant body is parsed).
+fn policy_json(text: &str) -> anyhow::Result<Value> {
+    serde_json::from_str(text).context("--policy is not valid JSON")
+}
+
 fn check(violations: Vec<ErrorDetail>) -> anyhow::Result<()> {
     if violations.is_empty() {
         return Ok(());
@@ -175,9 +187,14 @@ pub async fn tenants(store: &dyn Store, cmd: TenantCommand) -> anyhow::Result<()
             tenant_id,
             system_prompt,
             model,
+            policy,
         } => {
-            let new: TenantCreate =
-                parse(json!({ "tenant_id": tenant_id, "system_prompt": system_prompt, "model_id": model }))?;
+            let mut new =
+                json!({ "tenant_id": tenant_id, "system_prompt": system_prompt, "model_id": model });
+            if let Some(policy) = policy {
+                new["policy"] = policy_json(&policy)?;
+            }
+            let new: TenantCreate = parse(new)?;
             check(new.validate())?;
             print(&store.create_tenant(&actor, &new).await?)
         }
@@ -188,6 +205,7 @@ pub async fn tenants(store: &dyn Store, cmd: TenantCommand) -> anyhow::Result<()
             model,
             clear_model,
             status,
+            policy,
         } => {
             let mut patch = Map::new();
             if clear_system_prompt {
@@ -202,6 +220,9 @@ pub async fn tenants(store: &dyn Store, cmd: TenantCommand) -> anyhow::Result<()
             }
             if let Some(status) = status {
                 patch.insert("status".into(), status.into());
+            }
+            if let Some(policy) = policy {
+                patch.insert("policy".into(), policy_json(&policy)?);
             }
             let patch: TenantUpdate = parse(Value::Object(patch))?;
             check(patch.validate())?;

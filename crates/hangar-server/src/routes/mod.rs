@@ -8,6 +8,7 @@ mod models;
 mod ops;
 mod runs;
 mod simple_chats;
+mod socket;
 mod tenants;
 
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -27,6 +28,8 @@ pub use ops::{OpenApiJson, no_route, wrong_method};
                        tenant keys reach only /api/tenants/{their tenant}/…"
     ),
     modifiers(&Security),
+    // The WebSocket's frames (no handler body names them).
+    components(schemas(hangar_protocol::ClientMessage, hangar_protocol::ServerNotice)),
     tags(
         (name = "ops", description = "Probes, metrics and this document"),
         (name = "tenants", description = "Organisations served by Hangar"),
@@ -67,6 +70,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(simple_chats::routes())
         .merge(conversations::routes())
         .merge(runs::routes())
+        .merge(socket::routes())
 }
 
 /// Resolves `limit`/`offset` query values (kept as plain fields of each query struct: serde's

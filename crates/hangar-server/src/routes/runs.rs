@@ -14,11 +14,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
-use hangar_protocol::{
-    Conversation, ConversationStatus, ErrorBody, FileUploadMetadata, ModelStatus, Run, RunList,
-    StreamRequest, TenantId, TenantStatus,
-};
-use hangar_sandbox::hostfs::{RelPath, WorkspaceDir};
+use hangar_protocol::{ErrorBody, FileUploadMetadata, Run, RunList, StreamRequest, TenantId};
 use hangar_store::StoredEvent;
 use serde::Deserialize;
 use serde_json::json;
@@ -31,16 +27,14 @@ use super::paging;
 use crate::auth::TenantAccess;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiPath, ApiQuery, parse_json};
-use crate::runs::{self, RunRequest};
+use crate::runs::{self, Upload};
 use crate::sse::timestamp;
 use crate::state::AppState;
 
 /// A `ping` event after this long without one.
-const HEARTBEAT: Duration = Duration::from_secs(10);
+pub(super) const HEARTBEAT: Duration = Duration::from_secs(10);
 /// Events read from the store per page when replaying a finished run.
 const REPLAY_PAGE: i64 = 500;
-/// Where files attached to a message land in the workspace.
-const UPLOAD_DIR: &str = "uploads";
 
 pub fn routes() -> OpenApiRouter<AppState> {
     // The stream endpoint enforces its own limits (JSON and multipart differ), see `read_body`.
@@ -78,64 +72,13 @@ async fn stream(
     request: Request,
 ) -> ApiResult<Response> {
     let (_, conversation_id) = path;
-    let (body, files) = read_body(&state, request).await?;
-    let tenant = state.store.get_tenant(&access.tenant_id).await?;
-    if tenant.status != TenantStatus::Active {
-        return Err(ApiError::bad_request(format!(
-            "tenant '{}' is inactive",
-            tenant.tenant_id
-        )));
-    }
-    let mut conversation = state
-        .store
-        .get_conversation(&tenant.tenant_id, conversation_id)
-        .await?;
-    if conversation.status == ConversationStatus::Archived {
-        return Err(ApiError::bad_request(format!(
-            "conversation {conversation_id} is archived"
-        )));
-    }
-    let model = resolve_model(&state, &tenant, &mut conversation).await?;
-    let chain = state
-        .llm
-        .chain(&*state.store, model.clone())
-        .await
-        .map_err(|err| {
-            tracing::warn!(error = %err, "model not usable");
-            ApiError::unavailable(format!("model '{}' cannot be called: {err}", model.model_id))
-        })?;
-    if !files.is_empty() {
-        if conversation.workspace_enabled {
-            save_uploads(&state, &conversation, files).await?;
-        } else {
-            tracing::info!(%conversation_id, "files ignored: the conversation has no workspace");
-        }
-    }
-    let live = runs::start(
-        &state,
-        RunRequest {
-            tenant,
-            conversation,
-            model,
-            chain,
-            user_id: body.executor.user_id.clone(),
-            preferred_skills: body.preferred_skills.clone(),
-            secrets: body.tokens.values().cloned().collect(),
-            user_input: body.user_input,
-        },
-    )
-    .await?;
+    let (body, uploads) = read_body(&state, request).await?;
+    let live = runs::submit(&state, &access.tenant_id, conversation_id, body, uploads).await?;
     let mut response = sse(live.watch(0, HEARTBEAT)).into_response();
     if let Ok(value) = HeaderValue::from_str(&live.run_id.to_string()) {
         response.headers_mut().insert("x-run-id", value);
     }
     Ok(response)
-}
-
-/// A file part of the multipart form with its metadata.
-struct Upload {
-    meta: FileUploadMetadata,
-    bytes: axum::body::Bytes,
 }
 
 /// The request as JSON or as the contract's multipart form.
@@ -149,7 +92,7 @@ async fn read_body(state: &AppState, request: Request) -> ApiResult<(StreamReque
         let bytes = axum::body::to_bytes(request.into_body(), state.settings.max_body_bytes)
             .await
             .map_err(|_| too_large(state.settings.max_body_bytes))?;
-        return Ok((checked(form_json(&bytes)?)?, Vec::new()));
+        return Ok((form_json(&bytes)?, Vec::new()));
     }
     let (parts, body) = request.into_parts();
     let limited = http_body_util::Limited::new(body, state.settings.max_upload_bytes);
@@ -180,7 +123,7 @@ async fn read_body(state: &AppState, request: Request) -> ApiResult<(StreamReque
     }
     let request_data =
         request_data.ok_or_else(|| ApiError::bad_request("the form field request_data is required"))?;
-    let body = checked(form_json(&request_data)?)?;
+    let body = form_json(&request_data)?;
     let metadata: Vec<FileUploadMetadata> = match metadata {
         Some(bytes) => form_json(&bytes)?,
         None => Vec::new(),
@@ -221,16 +164,6 @@ fn form_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
     })
 }
 
-/// The contract answers an invalid `request_data` with 400 and the details.
-fn checked(body: StreamRequest) -> ApiResult<StreamRequest> {
-    let problems = body.validate();
-    if problems.is_empty() {
-        Ok(body)
-    } else {
-        Err(ApiError::bad_request("invalid request_data").with_details(problems))
-    }
-}
-
 /// A multipart failure: 413 past the upload limit, else 400.
 fn form_error(err: &axum::extract::multipart::MultipartError, limit: usize) -> ApiError {
     if err.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
@@ -246,83 +179,6 @@ fn too_large(limit: usize) -> ApiError {
         hangar_protocol::ErrorCode::PayloadTooLarge,
         format!("the request body is larger than {limit} bytes"),
     )
-}
-
-/// Writes attached files under `uploads/` in the conversation's workspace.
-async fn save_uploads(state: &AppState, conversation: &Conversation, uploads: Vec<Upload>) -> ApiResult<()> {
-    let mut targets = Vec::with_capacity(uploads.len());
-    for upload in uploads {
-        let path = RelPath::parse(&format!("{UPLOAD_DIR}/{}", upload.meta.relative_path)).map_err(|err| {
-            ApiError::bad_request(format!(
-                "invalid relative_path {:?}: {err}",
-                upload.meta.relative_path
-            ))
-        })?;
-        targets.push((path, upload.bytes));
-    }
-    let root = runs::workspace_dir(state, conversation);
-    tokio::task::spawn_blocking(move || {
-        std::fs::create_dir_all(&root)?;
-        let workspace = WorkspaceDir::open(&root)?;
-        for (path, bytes) in &targets {
-            workspace.write(path, bytes)?;
-        }
-        Ok::<_, std::io::Error>(())
-    })
-    .await
-    .map_err(|_| ApiError::internal())?
-    .map_err(|err| ApiError::bad_request(format!("could not store the attached files: {err}")))
-}
-
-/// The conversation's model, or the fallback for a deprecated one (contract §10), which then
-/// becomes the conversation's model.
-async fn resolve_model(
-    state: &AppState,
-    tenant: &hangar_protocol::Tenant,
-    conversation: &mut Conversation,
-) -> ApiResult<hangar_protocol::Model> {
-    let model = state.store.get_model(&conversation.model_id).await?;
-    if model.status == ModelStatus::Active {
-        return Ok(model);
-    }
-    let mut replacement = None;
-    if let Some(default) = tenant
-        .model_id
-        .as_ref()
-        .filter(|id| **id != conversation.model_id)
-        && let Ok(candidate) = state.store.get_model(default).await
-        && candidate.status == ModelStatus::Active
-    {
-        replacement = Some(candidate);
-    }
-    if replacement.is_none() {
-        let mut active: Vec<_> = state
-            .store
-            .list_models(Some(ModelStatus::Active))
-            .await?
-            .into_iter()
-            .collect();
-        active.sort_by(|a, b| a.display_name.cmp(&b.display_name));
-        replacement = active.into_iter().next();
-    }
-    let replacement = replacement.ok_or_else(|| {
-        ApiError::bad_request(format!(
-            "model '{}' is deprecated and no active model can replace it",
-            conversation.model_id
-        ))
-    })?;
-    state
-        .store
-        .set_conversation_model(conversation.conversation_id, &replacement.model_id)
-        .await?;
-    tracing::info!(
-        conversation_id = %conversation.conversation_id,
-        from = %conversation.model_id,
-        to = %replacement.model_id,
-        "deprecated model replaced"
-    );
-    conversation.model_id = replacement.model_id.clone();
-    Ok(replacement)
 }
 
 /// An SSE response of run events (`id:` = `seq`) with `ping` heartbeats.
@@ -456,7 +312,7 @@ async fn run_events(
 
 /// The events of a run after `after`: live from memory while it runs on this node, else from
 /// the store.
-async fn follow(
+pub(super) async fn follow(
     state: &AppState,
     tenant: &TenantId,
     conversation_id: Uuid,

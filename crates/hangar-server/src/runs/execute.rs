@@ -10,12 +10,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hangar_agent::tools::{ToolRegistry, builtin, task_spec};
+use hangar_agent::tools::{ToolRegistry, WebFetch, builtin, task_spec};
 use hangar_agent::{Agent, AgentConfig, RunObserver, RunState, Stop, Subagents, ToolContext, prompt};
 use hangar_llm::Message;
 use hangar_protocol::{
     Conversation, Done, DoneStatus, Model, ProgressKind, ProviderKind, RunEvent, RunStatus, Tenant,
 };
+use hangar_sandbox::egress::SystemResolver;
 use hangar_sandbox::hostfs::WorkspaceDir;
 use hangar_store::{HistoryEntry, NewRun, RunOutcome};
 use serde_json::json;
@@ -24,7 +25,6 @@ use uuid::Uuid;
 use super::live::LiveRun;
 use super::observer::ServerObserver;
 use super::seams::{ChainClient, ConversationSandbox};
-use crate::chat::fallback_title;
 use crate::error::{ApiError, ApiResult};
 use crate::llm::Chain;
 use crate::redact::redact_value;
@@ -201,6 +201,7 @@ async fn execute(
         owner: format!("{}/{}", conversation.tenant_id, conversation.conversation_id),
         workspace: workspace_path,
         limits: crate::sandbox::limits(&state.settings),
+        network: crate::sandbox::network(&request.tenant.policy),
     });
     let ctx = ToolContext::new(
         workspace,
@@ -295,9 +296,22 @@ fn agent(
         time_limit: Some(Duration::from_secs_f64(state.settings.run_time_limit.max(1.0))),
         ..AgentConfig::default()
     };
-    let sub_tools = ToolRegistry::new(builtin())?;
-    let mut tools = ToolRegistry::new(builtin())?;
-    tools.add_loop_tool(task_spec())?;
+    let policy = &request.tenant.policy;
+    let web_fetch = crate::sandbox::egress_policy(&state.settings, policy)
+        .map(|egress| Arc::new(WebFetch::new(egress, Arc::new(SystemResolver))));
+    let registry = |loop_tools: bool| {
+        let mut tools = ToolRegistry::new(builtin())?;
+        if let Some(web_fetch) = &web_fetch {
+            tools.add(web_fetch.clone())?;
+        }
+        if loop_tools {
+            tools.add_loop_tool(task_spec())?;
+        }
+        tools.retain(policy.allowed_tools.as_deref(), &policy.denied_tools);
+        Ok::<_, String>(tools)
+    };
+    let sub_tools = registry(false)?;
+    let tools = registry(true)?;
     let names = tools.names();
     let client = Arc::new(ChainClient {
         llm: state.llm.clone(),
@@ -335,8 +349,14 @@ async fn close(
             hangar_agent::context::status_event(ended.context_tokens, window),
         )
         .await;
-    if conversation.title.is_none() && ended.final_text.as_deref().is_some_and(|t| !t.trim().is_empty()) {
-        let title = fallback_title(&request.user_input);
+    if conversation.title.is_none()
+        && let Some(answer) = ended.final_text.as_deref().filter(|t| !t.trim().is_empty())
+    {
+        let titled = crate::title::generate(state, &request.user_input, answer).await;
+        if let Some((model, usage)) = &titled.call {
+            observer.bill_call(model, usage).await;
+        }
+        let title = titled.title;
         match state
             .store
             .set_conversation_title(conversation.conversation_id, &title)

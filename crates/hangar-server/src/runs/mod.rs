@@ -5,6 +5,7 @@ mod execute;
 mod live;
 mod observer;
 mod seams;
+mod submit;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -20,6 +21,7 @@ use uuid::Uuid;
 
 pub use execute::{RunRequest, start};
 pub use live::LiveRun;
+pub use submit::{Upload, submit};
 
 use crate::config::Settings;
 use crate::error::{ApiError, ApiResult};
@@ -86,6 +88,15 @@ impl Runs {
     /// The run if it is in progress on this node.
     pub fn get(&self, run_id: Uuid) -> Option<Arc<LiveRun>> {
         self.live.lock().ok().and_then(|live| live.get(&run_id).cloned())
+    }
+
+    /// The conversation's run if one is in progress on this node.
+    pub fn for_conversation(&self, conversation_id: Uuid) -> Option<Arc<LiveRun>> {
+        self.live.lock().ok().and_then(|live| {
+            live.values()
+                .find(|run| run.conversation_id == conversation_id)
+                .cloned()
+        })
     }
 
     /// Runs in progress on this node.

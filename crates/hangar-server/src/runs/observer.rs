@@ -121,36 +121,8 @@ impl RunObserver for ServerObserver {
     }
 
     async fn model_call(&self, call: &ModelCall) {
-        let model = self.models.get(&call.model_id);
-        let cost = model
-            .map(|m| cost_of(&call.usage, &Prices::from(m)))
-            .unwrap_or_default();
-        let to_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-        let row = NewUsage {
-            tenant_id: Some(self.tenant_id.clone()),
-            user_id: Some(self.user_id.clone()),
-            model_id: call.model_id.parse::<ModelId>().ok(),
-            conversation_id: Some(self.conversation_id),
-            run_id: Some(self.live.run_id),
-            input_tokens: to_i64(call.usage.input_tokens),
-            output_tokens: to_i64(call.usage.output_tokens),
-            cache_creation_5m_tokens: to_i64(call.usage.cache_write_5m_tokens),
-            cache_creation_1h_tokens: to_i64(call.usage.cache_write_1h_tokens),
-            cache_read_tokens: to_i64(call.usage.cache_read_tokens),
-            cost,
-            ..NewUsage::default()
-        };
-        match self.store.record_usage(&row).await {
-            Ok(_) => {
-                if let Ok(mut bill) = self.bill.lock() {
-                    bill.usage.add(&call.usage);
-                    bill.cost = bill.cost.saturating_add(cost);
-                }
-            }
-            Err(err) => {
-                tracing::error!(run_id = %self.live.run_id, error = %err, "could not record usage")
-            }
-        }
+        self.record_call(&call.model_id, self.models.get(&call.model_id), &call.usage)
+            .await;
     }
 
     async fn history(&self, message: &Message) {
@@ -163,6 +135,45 @@ impl RunObserver for ServerObserver {
 }
 
 impl ServerObserver {
+    /// Bills a call made for the run outside the loop (the title), priced by `model`.
+    pub async fn bill_call(&self, model: &Model, usage: &Usage) {
+        self.record_call(model.model_id.as_str(), Some(model), usage)
+            .await;
+    }
+
+    /// One usage row for a model call, added to the bill once stored.
+    async fn record_call(&self, model_id: &str, model: Option<&Model>, usage: &Usage) {
+        let cost = model
+            .map(|m| cost_of(usage, &Prices::from(m)))
+            .unwrap_or_default();
+        let to_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        let row = NewUsage {
+            tenant_id: Some(self.tenant_id.clone()),
+            user_id: Some(self.user_id.clone()),
+            model_id: model_id.parse::<ModelId>().ok(),
+            conversation_id: Some(self.conversation_id),
+            run_id: Some(self.live.run_id),
+            input_tokens: to_i64(usage.input_tokens),
+            output_tokens: to_i64(usage.output_tokens),
+            cache_creation_5m_tokens: to_i64(usage.cache_write_5m_tokens),
+            cache_creation_1h_tokens: to_i64(usage.cache_write_1h_tokens),
+            cache_read_tokens: to_i64(usage.cache_read_tokens),
+            cost,
+            ..NewUsage::default()
+        };
+        match self.store.record_usage(&row).await {
+            Ok(_) => {
+                if let Ok(mut bill) = self.bill.lock() {
+                    bill.usage.add(usage);
+                    bill.cost = bill.cost.saturating_add(cost);
+                }
+            }
+            Err(err) => {
+                tracing::error!(run_id = %self.live.run_id, error = %err, "could not record usage")
+            }
+        }
+    }
+
     async fn append_history(&self, kind: HistoryKind, message: &Message) {
         let entry = match serde_json::to_value(message) {
             Ok(message) => HistoryEntry { kind, message },

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use hangar_agent::{ModelClient, ModelStream, SandboxProvider};
 use hangar_llm::{LlmError, ModelRequest};
 use hangar_sandbox::manager::SandboxManager;
-use hangar_sandbox::{Limits, Sandbox, SandboxSpec};
+use hangar_sandbox::{Limits, NetworkPolicy, Sandbox, SandboxSpec};
 use tokio_util::sync::CancellationToken;
 
 use crate::llm::{Chain, Llm};
@@ -41,6 +41,7 @@ pub struct ConversationSandbox {
     pub owner: String,
     pub workspace: PathBuf,
     pub limits: Limits,
+    pub network: NetworkPolicy,
 }
 
 #[async_trait]
@@ -48,6 +49,7 @@ impl SandboxProvider for ConversationSandbox {
     async fn sandbox(&self) -> Result<Arc<dyn Sandbox>, String> {
         let mut spec = SandboxSpec::new(self.owner.clone(), self.workspace.clone());
         spec.limits = self.limits.clone();
+        spec.network = self.network.clone();
         self.manager
             .acquire(&self.key, spec)
             .await

@@ -26,15 +26,18 @@ macro_rules! both {
 
 mod api_keys;
 mod auth;
+mod chat_cli;
 mod cli;
 mod errors;
 mod models;
 mod openapi;
 mod ops;
 mod providers;
+mod rate_limit;
 mod runs;
 mod sandbox;
 mod simple_chats;
+mod socket;
 mod tenants;
 
 use std::sync::Arc;
@@ -132,6 +135,11 @@ impl TestApp {
         let data = tempfile::tempdir().expect("data dir");
         if !vars.iter().any(|(k, _)| k == "HANGAR_DATA_DIR") {
             vars.push(("HANGAR_DATA_DIR".into(), data.path().display().to_string()));
+        }
+        // Rate limiting stays on, with a budget no test reaches by accident; `rate_limit.rs`
+        // tests small ones.
+        if !vars.iter().any(|(k, _)| k == "RATE_LIMIT_REQUESTS") {
+            vars.push(("RATE_LIMIT_REQUESTS".into(), "1000000".into()));
         }
         if !vars.iter().any(|(k, _)| k == "SANDBOX_SUPERVISOR") {
             vars.push(("SANDBOX_SUPERVISOR".into(), env!("CARGO_BIN_EXE_hangar").into()));

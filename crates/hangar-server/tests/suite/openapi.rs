@@ -57,6 +57,7 @@ fn every_route_is_documented_with_schemas() {
         "GET /api/tenants/{tenant_id}/conversations/{conversation_id}/runs/{run_id}",
         "GET /api/tenants/{tenant_id}/conversations/{conversation_id}/runs/{run_id}/events",
         "POST /api/tenants/{tenant_id}/conversations/{conversation_id}/runs/{run_id}/cancel",
+        "GET /api/tenants/{tenant_id}/conversations/{conversation_id}/ws",
     ]
     .into_iter()
     .map(String::from)

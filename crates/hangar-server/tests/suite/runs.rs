@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::*;
 
-fn usage(input: u64, output: u64) -> Usage {
+pub(super) fn usage(input: u64, output: u64) -> Usage {
     Usage {
         input_tokens: input,
         output_tokens: output,
@@ -21,14 +21,23 @@ fn usage(input: u64, output: u64) -> Usage {
     }
 }
 
-fn tool_call(id: &str, name: &str, input: Value) -> Step {
+pub(super) fn tool_call(id: &str, name: &str, input: Value) -> Step {
     Step::tool_use_reply(id, name, &input, usage(1_000, 100))
 }
 
 /// A server with model `m1`, tenant `acme` and one conversation; returns its id.
-async fn setup(backend: Backend, steps: Vec<Step>) -> (TestApp, Arc<ScriptedProvider>, String) {
+pub(super) async fn setup(backend: Backend, steps: Vec<Step>) -> (TestApp, Arc<ScriptedProvider>, String) {
+    setup_with(backend, &[], steps).await
+}
+
+/// [`setup`] with extra settings.
+pub(super) async fn setup_with(
+    backend: Backend,
+    extra: &[(&str, &str)],
+    steps: Vec<Step>,
+) -> (TestApp, Arc<ScriptedProvider>, String) {
     let provider = Arc::new(ScriptedProvider::new("scripted", steps));
-    let app = TestApp::start_llm(backend, &[], Registry::fixed(provider.clone())).await;
+    let app = TestApp::start_llm(backend, extra, Registry::fixed(provider.clone())).await;
     app.model("m1").await;
     app.tenant("acme", Some("m1")).await;
     let reply = app
@@ -40,12 +49,12 @@ async fn setup(backend: Backend, steps: Vec<Step>) -> (TestApp, Arc<ScriptedProv
     (app, provider, id)
 }
 
-fn message(text: &str) -> Value {
+pub(super) fn message(text: &str) -> Value {
     json!({"user_input": text, "executor": {"user_id": "u1", "name": "U", "email": "u@example.com"}})
 }
 
 /// Posts a message and returns the status, the run id and the events.
-async fn run(
+pub(super) async fn run(
     app: &TestApp,
     conversation: &str,
     body: Value,
@@ -75,7 +84,7 @@ async fn run(
 }
 
 /// seq from 1 without gaps, `done` last and exactly once.
-fn check_framing(events: &[(String, Value)]) -> &Value {
+pub(super) fn check_framing(events: &[(String, Value)]) -> &Value {
     let seqs: Vec<u64> = events.iter().map(|(_, d)| d["seq"].as_u64().unwrap()).collect();
     assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "{events:#?}");
     assert_eq!(
@@ -88,7 +97,7 @@ fn check_framing(events: &[(String, Value)]) -> &Value {
     done
 }
 
-async fn events_after(
+pub(super) async fn events_after(
     app: &TestApp,
     conversation: &str,
     run_id: &str,
@@ -552,5 +561,302 @@ async fn conversations_crud_follows_the_contract() {
         .get(&format!("/api/tenants/acme/conversations/{conversation}"))
         .await;
     assert_eq!(again.status, StatusCode::NOT_FOUND);
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_fallback_model_answers_the_title_model_names_and_every_call_is_billed() {
+    let overloaded = LlmError::Overloaded {
+        retry_after: None,
+        message: "busy".into(),
+    };
+    let steps = vec![
+        Step::Fail(overloaded),
+        Step::text_reply("Here is the answer.", usage(1_000, 1_000)),
+        // The title model's call.
+        Step::text_reply("\"Greeting Exchange\"", usage(100, 10)),
+    ];
+    let provider = Arc::new(ScriptedProvider::new("scripted", steps));
+    let app = TestApp::start_llm(
+        Backend::Postgres,
+        &[("BEDROCK_MAX_RETRIES", "1"), ("TITLE_MODEL_ID", "m2")],
+        Registry::fixed(provider.clone()),
+    )
+    .await;
+    app.model("m2").await;
+    let m1 = json!({
+        "model_id": "m1", "display_name": "M1", "bedrock_model_id": "provider.m1", "fallback_model_ids": ["m2"],
+        "input_token_price": "1", "output_token_price": "1"
+    });
+    assert_eq!(app.post("/api/models", m1).await.status, StatusCode::CREATED);
+    app.tenant("acme", Some("m1")).await;
+    let conversation = app
+        .post("/api/tenants/acme/conversations", json!({"user_id": "u1"}))
+        .await
+        .body["conversation_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let (status, run_id, events) = run(&app, &conversation, message("hello there")).await;
+    assert_eq!(status, StatusCode::OK);
+    let done = check_framing(&events).clone();
+    assert_eq!(done["status"], "success", "{events:#?}");
+    assert_eq!(done["result"], "Here is the answer.");
+    let title = events.iter().find(|(n, _)| n == "title").map(|(_, d)| d).unwrap();
+    assert_eq!(title["title"], "Greeting Exchange");
+    let models: Vec<String> = provider.requests().into_iter().map(|r| r.model).collect();
+    assert_eq!(models, ["provider.m1", "provider.m2", "provider.m2"]);
+    // Both calls answered by m2 (0.003 / 0.015 per 1K): 0.018 + 0.00045.
+    assert_eq!(done["cost_usd"], "0.018450");
+    assert_eq!(done["usage"]["input_tokens"], 1_100);
+    let run_id = run_id.unwrap();
+    assert_eq!(
+        app.scalar(&format!(
+            "SELECT COUNT(*) FROM usage_logs WHERE run_id = '{run_id}' AND model_id = 'm2'"
+        ))
+        .await,
+        2
+    );
+    let stored = app
+        .get(&format!("/api/tenants/acme/conversations/{conversation}"))
+        .await;
+    assert_eq!(stored.body["title"], "Greeting Exchange");
+    assert_eq!(
+        stored.body["model_id"], "m1",
+        "a fallback answer does not change the conversation's model"
+    );
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_tenant_policy_decides_which_tools_agents_get() {
+    let steps = vec![
+        tool_call(
+            "t1",
+            "Bash",
+            json!({"command": "echo should-not-run > /workspace/ran"}),
+        ),
+        Step::text_reply("Could not.", usage(10, 10)),
+    ];
+    let (app, provider, conversation) = setup(Backend::Sqlite, steps).await;
+    let invalid = app
+        .put(
+            "/api/tenants/acme",
+            json!({"policy": {"egress_domains": ["10.0.0.1", "*.com"], "denied_tools": ["no spaces"]}}),
+        )
+        .await;
+    assert_eq!(
+        invalid.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        invalid.body
+    );
+    assert_eq!(
+        invalid.body["error"]["details"].as_array().unwrap().len(),
+        3,
+        "{}",
+        invalid.body
+    );
+    let updated = app
+        .put(
+            "/api/tenants/acme",
+            json!({"policy": {"denied_tools": ["Bash", "Task"]}}),
+        )
+        .await;
+    assert_eq!(updated.status, StatusCode::OK, "{}", updated.body);
+    assert_eq!(
+        updated.body["policy"],
+        json!({"allowed_tools": null, "denied_tools": ["Bash", "Task"], "egress_domains": []})
+    );
+
+    let (_, _, events) = run(&app, &conversation, message("run a command")).await;
+    check_framing(&events);
+    let init = events.iter().find(|(n, _)| n == "init").map(|(_, d)| d).unwrap();
+    let tools: Vec<&str> = init["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert!(
+        tools.contains(&"Read") && !tools.contains(&"Bash") && !tools.contains(&"Task"),
+        "{tools:?}"
+    );
+    let result = events
+        .iter()
+        .find(|(n, _)| n == "tool_result")
+        .map(|(_, d)| d)
+        .unwrap();
+    assert_eq!(result["status"], "error", "{result}");
+    assert!(result["content"].to_string().contains("Bash"), "{result}");
+    let workspace = app
+        .state
+        .settings
+        .hangar_data_dir
+        .join(format!("workspaces/acme/{conversation}/ran"));
+    assert!(!workspace.exists(), "a denied tool ran");
+    assert!(
+        !tools.contains(&"WebFetch"),
+        "no egress domains, no WebFetch: {tools:?}"
+    );
+
+    // Egress domains give the agent WebFetch, held to them: a refused domain is never resolved.
+    let updated = app
+        .put(
+            "/api/tenants/acme",
+            json!({"policy": {"egress_domains": ["docs.example.test"]}}),
+        )
+        .await;
+    assert_eq!(updated.status, StatusCode::OK, "{}", updated.body);
+    provider.push(tool_call(
+        "t2",
+        "WebFetch",
+        json!({"url": "https://elsewhere.example.test/"}),
+    ));
+    provider.push(Step::text_reply("Refused.", usage(10, 10)));
+    let (_, _, events) = run(&app, &conversation, message("fetch a page")).await;
+    check_framing(&events);
+    let init = events.iter().find(|(n, _)| n == "init").map(|(_, d)| d).unwrap();
+    assert!(init["tools"].to_string().contains("\"WebFetch\""), "{init}");
+    let result = events
+        .iter()
+        .find(|(n, _)| n == "tool_result")
+        .map(|(_, d)| d)
+        .unwrap();
+    assert_eq!(result["status"], "error", "{result}");
+    assert!(
+        result["content"].to_string().contains("elsewhere.example.test"),
+        "{result}"
+    );
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn shutdown_cancels_a_run_past_the_grace_period_and_its_stream_ends_with_done() {
+    let steps = vec![
+        tool_call("t1", "Bash", json!({"command": "sleep 60"})),
+        Step::text_reply("never", usage(1, 1)),
+    ];
+    let (app, _, conversation) = setup_with(Backend::Sqlite, &[("SHUTDOWN_TIMEOUT", "1")], steps).await;
+    let mut response = app
+        .client
+        .post(app.url(&format!("/api/tenants/acme/conversations/{conversation}/stream")))
+        .header("x-api-key", ADMIN_KEY)
+        .json(&message("sleep"))
+        .send()
+        .await
+        .unwrap();
+    let mut text = String::new();
+    while !text.contains("event: tool_call") {
+        let chunk = response
+            .chunk()
+            .await
+            .unwrap()
+            .expect("the stream ends only after done");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let started = std::time::Instant::now();
+    let stopping = tokio::spawn(app.stop());
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let events: Vec<_> = sse_events(&text)
+        .into_iter()
+        .filter(|(n, _)| n != "ping")
+        .collect();
+    let done = check_framing(&events);
+    assert_eq!(done["status"], "cancelled", "{done}");
+    stopping.await.unwrap().unwrap();
+    // 1 s of grace, then the command is killed: far less than its 60 s.
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn every_file_tool_and_a_subagent_work_over_http_in_a_real_sandbox() {
+    let notes = "/workspace/notes.md";
+    let steps = vec![
+        tool_call(
+            "w",
+            "Write",
+            json!({"file_path": notes, "content": "alpha\nbeta\n"}),
+        ),
+        tool_call(
+            "e",
+            "Edit",
+            json!({"file_path": notes, "old_string": "alpha", "new_string": "ALPHA"}),
+        ),
+        tool_call(
+            "m",
+            "MultiEdit",
+            json!({"file_path": notes, "edits": [{"old_string": "beta", "new_string": "BETA"}]}),
+        ),
+        // Read-only calls in one answer run in parallel; results come back in call order.
+        Step::tool_calls_reply(
+            &[
+                ("g", "Glob", r#"{"pattern": "**/*.md"}"#),
+                ("r", "Grep", r#"{"pattern": "BETA", "output_mode": "content"}"#),
+                ("l", "LS", r#"{"path": "/workspace"}"#),
+                ("rd", "Read", r#"{"file_path": "/workspace/notes.md"}"#),
+            ],
+            usage(100, 10),
+        ),
+        tool_call(
+            "t",
+            "Task",
+            json!({"description": "count lines", "prompt": "Count the lines of notes.md"}),
+        ),
+        // The subagent's own turns.
+        tool_call("sb", "Bash", json!({"command": "wc -l < /workspace/notes.md"})),
+        Step::text_reply("2 lines.", usage(50, 5)),
+        // Back in the main agent.
+        Step::text_reply("notes.md has 2 lines.", usage(200, 20)),
+    ];
+    let (app, _, conversation) = setup(Backend::Sqlite, steps).await;
+    let (status, _, events) = run(&app, &conversation, message("work on notes")).await;
+    assert_eq!(status, StatusCode::OK);
+    let done = check_framing(&events);
+    assert_eq!(done["status"], "success", "{events:#?}");
+    assert_eq!(done["result"], "notes.md has 2 lines.");
+
+    let results: Vec<(&str, &Value)> = events
+        .iter()
+        .filter(|(n, _)| n == "tool_result")
+        .map(|(_, d)| (d["tool_use_id"].as_str().unwrap(), d))
+        .collect();
+    let ids: Vec<&str> = results.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids, ["w", "e", "m", "g", "r", "l", "rd", "sb", "t"]);
+    for (id, result) in &results {
+        assert_eq!(result["status"], "completed", "{id}: {result}");
+    }
+    let content = |id: &str| results.iter().find(|(i, _)| *i == id).unwrap().1["content"].to_string();
+    assert!(content("g").contains("notes.md"), "{}", content("g"));
+    assert!(content("r").contains("BETA"), "{}", content("r"));
+    assert!(content("l").contains("notes.md"), "{}", content("l"));
+    assert!(content("rd").contains("ALPHA"), "{}", content("rd"));
+    assert!(content("sb").contains('2'), "{}", content("sb"));
+    assert!(content("t").contains("2 lines."), "{}", content("t"));
+
+    // The subagent's events sit between its start and end, tagged with its id.
+    let start = events.iter().position(|(n, _)| n == "subagent_start").unwrap();
+    let end = events.iter().position(|(n, _)| n == "subagent_end").unwrap();
+    let agent = events[start].1["agent_id"].as_str().unwrap().to_owned();
+    let inner = &events[start + 1..end];
+    assert!(inner.iter().any(|(n, _)| n == "tool_call"));
+    for (name, data) in inner {
+        assert_eq!(data["parent_agent_id"], agent.as_str(), "{name}: {data}");
+    }
+    let on_disk = std::fs::read_to_string(
+        app.state
+            .settings
+            .hangar_data_dir
+            .join(format!("workspaces/acme/{conversation}/notes.md")),
+    )
+    .unwrap();
+    assert_eq!(on_disk, "ALPHA\nBETA\n");
     app.stop().await.unwrap();
 }

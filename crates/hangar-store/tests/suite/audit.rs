@@ -29,6 +29,7 @@ store_test!(admin_actions_are_recorded, |db| async move {
         system_prompt: Some(None),
         status: Some(TenantStatus::Inactive),
         model_id: None,
+        policy: Default::default(),
     };
     store.update_tenant(&admin, &tid("acme"), &patch).await.unwrap();
     tick().await;

@@ -38,6 +38,7 @@ macro_rules! store_test {
 
 mod api_keys;
 mod audit;
+mod blob;
 mod conversations;
 mod models;
 mod runs;
@@ -87,6 +88,7 @@ pub fn new_tenant(id: &str, model: Option<&str>) -> TenantCreate {
         tenant_id: tid(id),
         system_prompt: None,
         model_id: model.map(mid),
+        policy: Default::default(),
     }
 }
 

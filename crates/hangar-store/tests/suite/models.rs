@@ -270,6 +270,14 @@ store_test!(usage_counts_references, |db| async move {
     insert_usage_log(&pool, "u1", "t3", "m1").await;
     insert_usage_log(&pool, "u2", "t3", "m1").await;
     insert_usage_log(&pool, "u3", "t3", "m2").await;
+    // A run m2 answered in a conversation that has moved to m1 since.
+    sqlx::query(
+        "INSERT INTO runs (run_id, tenant_id, conversation_id, user_id, model_id, node_id, status, started_at) \
+         VALUES ('r1', 't3', 'c1', 'user-1', 'm2', 'n', 'success', 0)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
 
     assert_eq!(
         store.model_usage(&mid("m1")).await.unwrap(),
@@ -278,6 +286,7 @@ store_test!(usage_counts_references, |db| async move {
             tenants: 2,
             conversations: 1,
             simple_chats: 0,
+            runs: 0,
             usage_logs: 2
         }
     );
@@ -288,6 +297,7 @@ store_test!(usage_counts_references, |db| async move {
             tenants: 1,
             conversations: 0,
             simple_chats: 0,
+            runs: 1,
             usage_logs: 1
         }
     );

@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use hangar_protocol::{ApiKeyCreate, ModelStatus, ModelUpdate, TenantCreate, TenantStatus, TenantUpdate};
+use hangar_protocol::{
+    ApiKeyCreate, ModelStatus, ModelUpdate, TenantCreate, TenantPolicy, TenantStatus, TenantUpdate,
+};
 use hangar_store::{ApiKeyStore, ModelStore, TenantFilter, TenantStore};
 
 use super::*;
@@ -17,6 +19,7 @@ store_test!(create_get_list, |db| async move {
         tenant_id: tid("acme"),
         system_prompt: Some("Be terse.".to_owned()),
         model_id: Some(mid("m1")),
+        policy: Default::default(),
     };
     let created = store.create_tenant(&actor(), &new).await.unwrap();
     assert_eq!(created.tenant_id, tid("acme"));
@@ -200,6 +203,7 @@ store_test!(update_applies_present_fields_only, |db| async move {
         model_id: Some(None),
         system_prompt: Some(Some("new".to_owned())),
         status: None,
+        policy: Default::default(),
     };
     let t = store.update_tenant(&actor(), &tid("acme"), &patch).await.unwrap();
     assert_eq!(t.model_id, None);
@@ -236,6 +240,7 @@ store_test!(update_checks_new_default_model, |db| async move {
         model_id: Some(Some(mid(m))),
         system_prompt: Some(Some("x".into())),
         status: None,
+        policy: Default::default(),
     };
     assert_not_found(
         store.update_tenant(&actor(), &tid("acme"), &to("ghost")).await,
@@ -476,4 +481,45 @@ store_test!(concurrent_partial_updates_keep_both, |db| async move {
             "round {round}: one of two concurrent updates was lost"
         );
     }
+});
+
+store_test!(policy_round_trips_and_is_replaced_whole, |db| async move {
+    let store = &db.store;
+    let policy = TenantPolicy {
+        allowed_tools: Some(vec!["Bash".to_owned(), "Read".to_owned()]),
+        denied_tools: vec!["Bash".to_owned()],
+        egress_domains: vec!["pypi.org".to_owned(), "*.pythonhosted.org".to_owned()],
+    };
+    let new = TenantCreate {
+        policy: policy.clone(),
+        ..new_tenant("acme", None)
+    };
+    let created = store.create_tenant(&actor(), &new).await.unwrap();
+    assert_eq!(created.policy, policy);
+    assert_eq!(store.get_tenant(&tid("acme")).await.unwrap().policy, policy);
+
+    let prompt_only = TenantUpdate {
+        system_prompt: Some(Some("p".to_owned())),
+        ..Default::default()
+    };
+    let kept = store
+        .update_tenant(&actor(), &tid("acme"), &prompt_only)
+        .await
+        .unwrap();
+    assert_eq!(kept.policy, policy, "a patch without policy keeps it");
+
+    let replace = TenantUpdate {
+        policy: Some(TenantPolicy::default()),
+        ..Default::default()
+    };
+    let cleared = store
+        .update_tenant(&actor(), &tid("acme"), &replace)
+        .await
+        .unwrap();
+    assert_eq!(cleared.policy, TenantPolicy::default());
+    let plain = store
+        .create_tenant(&actor(), &new_tenant("plain", None))
+        .await
+        .unwrap();
+    assert_eq!(plain.policy, TenantPolicy::default());
 });
