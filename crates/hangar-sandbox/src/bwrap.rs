@@ -101,6 +101,13 @@ impl Bwrap {
     }
 }
 
+/// Shutdown: the instance's own cgroup directory goes (each sandbox removes its own on destroy).
+impl Drop for Bwrap {
+    fn drop(&mut self) {
+        self.cgroups.remove_instance();
+    }
+}
+
 /// Makes the supervisor binary reachable by the sandbox uid when it lives somewhere that uid
 /// cannot walk to (a build directory under /root): a hard link in `<state dir>/bin`, or a copy
 /// when the link crosses filesystems.
@@ -186,5 +193,68 @@ impl Backend for Bwrap {
 
     async fn reap_leftovers(&self) -> Result<usize> {
         crate::host::reap_leftovers(&self.host, &self.cgroups).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::spec::{Limits, SandboxId};
+
+    fn backend(dir: &Path) -> Bwrap {
+        // The sandbox uid must reach the state directory (tempdirs are 0700).
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Bwrap::new(HostConfig::new("/bin/true", dir.join("state"))).unwrap()
+    }
+
+    fn sandbox_dirs(state: &Path) -> Vec<String> {
+        std::fs::read_dir(state)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|name| SandboxId::try_from(name.clone()).is_ok())
+            .collect()
+    }
+
+    #[test]
+    fn shutdown_removes_the_instance_cgroups() {
+        if !rustix::process::geteuid().is_root() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let bwrap = backend(dir.path());
+        let instance = bwrap.cgroups().instance_dirs();
+        assert!(!instance.is_empty(), "{:?}", bwrap.cgroups());
+        assert!(instance.iter().all(|d| d.is_dir()));
+        let cgroup = bwrap
+            .cgroups()
+            .create(&SandboxId::generate(), &Limits::default())
+            .unwrap();
+        cgroup.remove();
+        drop(bwrap);
+        for dir in &instance {
+            assert!(!dir.exists(), "{} is left", dir.display());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_create_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bwrap = backend(dir.path());
+        let state = dir.path().join("state");
+        // Fails after the sandbox directory and cgroup are made: bwrap cannot be spawned.
+        bwrap.bwrap = Some(PathBuf::from("/nonexistent/bwrap"));
+        let spec = SandboxSpec::new("t/c", dir.path().join("ws"));
+        assert!(matches!(bwrap.create(spec).await, Err(SandboxError::Start(_))));
+        assert_eq!(sandbox_dirs(&state), Vec::<String>::new());
+        assert!(bwrap.cgroups().leftovers().is_empty());
+        // Fails while preparing, after the sandbox directory is made: the workspace lies below a file.
+        std::fs::write(dir.path().join("file"), b"").unwrap();
+        let spec = SandboxSpec::new("t/c", dir.path().join("file/ws"));
+        assert!(bwrap.create(spec).await.is_err());
+        assert_eq!(sandbox_dirs(&state), Vec::<String>::new());
+        assert!(bwrap.cgroups().leftovers().is_empty());
     }
 }

@@ -94,14 +94,43 @@ impl Cgroups {
             };
             return Err(io::Error::other(reason));
         };
+        if let Self::V2 { instance } = self
+            && !Path::new(MOUNT).join(instance).is_dir()
+        {
+            // Removed by a backend on this state directory that shut down meanwhile.
+            prepare_v2(instance)?;
+        }
         for dir in &cgroup.dirs {
-            std::fs::create_dir_all(dir)?;
+            if let Err(e) = std::fs::create_dir_all(dir) {
+                cgroup.remove();
+                return Err(e);
+            }
         }
         if let Err(e) = cgroup.set_limits(limits) {
             cgroup.remove();
             return Err(e);
         }
         Ok(cgroup)
+    }
+
+    /// This instance's own directories, `hangar/<instance>` (one per v1 controller).
+    pub fn instance_dirs(&self) -> Vec<PathBuf> {
+        match self {
+            Self::V1 { instance } => V1_CONTROLLERS
+                .iter()
+                .map(|c| Path::new(MOUNT).join(c).join(instance))
+                .collect(),
+            Self::V2 { instance } => vec![Path::new(MOUNT).join(instance)],
+            Self::Unavailable(_) => Vec::new(),
+        }
+    }
+
+    /// Removes this instance's directories at shutdown. rmdir only: one still holding a sandbox's
+    /// cgroup stays (with a warning).
+    pub fn remove_instance(&self) {
+        for dir in self.instance_dirs() {
+            remove_empty(&dir);
+        }
     }
 
     /// Cgroups of sandboxes this instance created earlier (for the start-up reaper).
@@ -119,6 +148,28 @@ impl Cgroups {
             .filter_map(|e| SandboxId::try_from(e.file_name().to_string_lossy().into_owned()).ok())
             .filter_map(|id| self.cgroup(&id).map(|cgroup| (id, cgroup)))
             .collect()
+    }
+}
+
+/// `hangar/<name>` in every mounted hierarchy where it exists: runc creates a container's parent
+/// cgroup under each v1 controller it knows, not only the three Hangar limits.
+pub fn named_instance_dirs(name: &str) -> Vec<PathBuf> {
+    let relative = Path::new("hangar").join(name);
+    let mut dirs = vec![Path::new(MOUNT).join(&relative)];
+    if let Ok(entries) = std::fs::read_dir(MOUNT) {
+        dirs.extend(entries.flatten().map(|e| e.path().join(&relative)));
+    }
+    dirs.retain(|d| d.is_dir());
+    dirs
+}
+
+/// rmdir of an (empty) cgroup directory; never recursive, cgroupfs has no files to delete. A
+/// directory still in use (a child cgroup or a process: `EBUSY`) is left with a warning.
+pub fn remove_empty(dir: &Path) {
+    match std::fs::remove_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "cgroup directory left in place"),
     }
 }
 

@@ -119,6 +119,20 @@ impl Prepared {
         let started = Instant::now();
         let id = SandboxId::generate();
         let dir = host.state_dir.join(id.as_str());
+        // Once `Self` exists its `Drop` cleans up; until then an error removes the directory here.
+        Self::build(host, cgroups, spec, id, dir.clone(), started).inspect_err(|_| {
+            let _ = std::fs::remove_dir_all(&dir);
+        })
+    }
+
+    fn build(
+        host: &HostConfig,
+        cgroups: &Cgroups,
+        spec: &SandboxSpec,
+        id: SandboxId,
+        dir: PathBuf,
+        started: Instant,
+    ) -> Result<Self> {
         create_private_dir(&dir)?;
         std::fs::write(dir.join("owner"), std::process::id().to_string())?;
         std::fs::create_dir_all(&spec.workspace)?;
@@ -127,15 +141,16 @@ impl Prepared {
         }
         let listener = std::os::unix::net::UnixListener::bind(dir.join("sup.sock"))?;
         std::fs::set_permissions(dir.join("sup.sock"), std::fs::Permissions::from_mode(0o600))?;
+        let egress = match &spec.network {
+            NetworkPolicy::None => None,
+            NetworkPolicy::Egress { domains } => Some(start_egress(host, &dir, &spec.owner, domains)?),
+        };
+        // The cgroup is the last thing that can fail, so an error never strands one.
         let cgroup = if cgroups.available() {
             let cgroup = cgroups.create(&id, &spec.limits);
             Some(cgroup.map_err(|e| SandboxError::Start(format!("cgroup: {e}")))?)
         } else {
             None
-        };
-        let egress = match &spec.network {
-            NetworkPolicy::None => None,
-            NetworkPolicy::Egress { domains } => Some(start_egress(host, &dir, &spec.owner, domains)?),
         };
         let config = supervisor_config(host, spec, cgroup.is_none(), egress.is_some());
         Ok(Self {
@@ -167,8 +182,10 @@ impl Prepared {
     }
 
     /// Waits for the supervisor's first answer, or reports why the process died instead.
-    pub async fn into_running(self, mut child: Child, teardown: Teardown) -> Result<Running> {
-        let client = SupervisorClient::new(self.dir.join("sup.sock"));
+    pub async fn into_running(mut self, mut child: Child, teardown: Teardown) -> Result<Running> {
+        // From here on `Running` owns the directory and the cgroup; `self`'s `Drop` finds nothing.
+        let dir = std::mem::take(&mut self.dir);
+        let client = SupervisorClient::new(dir.join("sup.sock"));
         let mut stderr = child.stderr.take();
         let ready = tokio::select! {
             ready = client.wait_ready(READY_TIMEOUT) => ready.map(|_| ()),
@@ -182,12 +199,12 @@ impl Prepared {
             log_stderr(self.id.clone(), stderr);
         }
         let running = Running {
-            id: self.id,
-            dir: self.dir,
+            id: self.id.clone(),
+            dir,
             client,
             child: Mutex::new(Some(child)),
-            cgroup: self.cgroup,
-            egress: Mutex::new(self.egress),
+            cgroup: self.cgroup.take(),
+            egress: Mutex::new(self.egress.take()),
             teardown,
             destroyed: AtomicBool::new(false),
         };
@@ -199,6 +216,19 @@ impl Prepared {
         metrics::counter!(metrics_names::STARTED).increment(1);
         metrics::gauge!(metrics_names::ACTIVE).increment(1.0);
         Ok(running)
+    }
+}
+
+/// A sandbox that never started (an error between preparing and running it) leaves nothing behind:
+/// its cgroup (still empty of processes) and its directory go.
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        if let Some(cgroup) = self.cgroup.take() {
+            cgroup.remove();
+        }
+        if !self.dir.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
@@ -405,6 +435,7 @@ pub(crate) fn owner_alive(dir: &Path) -> bool {
 }
 
 /// What else has to go when a sandbox is destroyed.
+#[derive(Clone)]
 pub enum Teardown {
     /// Killing the process is enough (bubblewrap: PID 1 dies, the namespace with it).
     Process,
@@ -460,22 +491,154 @@ impl Sandbox for Running {
         if self.destroyed.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
-        if let Some(mut child) = self.child.lock().await.take() {
-            let _ = child.start_kill();
-            let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
-        }
-        if let Teardown::Runc { runc, root } = &self.teardown {
-            crate::oci::delete(runc, root, &self.id).await;
-        }
-        if let Some(cgroup) = &self.cgroup {
-            cgroup.kill_all().await;
-            cgroup.remove();
-        }
+        let child = self.child.lock().await.take();
+        tear_down(&self.id, child, &self.teardown, self.cgroup.as_ref(), &self.dir).await;
         if let Some(egress) = self.egress.lock().await.take() {
             egress.shutdown().await;
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
         metrics::gauge!(metrics_names::ACTIVE).decrement(1.0);
         Ok(())
+    }
+}
+
+/// A sandbox dropped without [`Sandbox::destroy`] is torn down in the background (dropping the
+/// child already kills bwrap or runc; this also removes runc's container, the cgroup and the
+/// directory). Without a runtime, on a small one of its own.
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.destroyed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        metrics::gauge!(metrics_names::ACTIVE).decrement(1.0);
+        let id = self.id.clone();
+        let child = self.child.get_mut().take();
+        let teardown = self.teardown.clone();
+        let cgroup = self.cgroup.take();
+        let dir = std::mem::take(&mut self.dir);
+        let cleanup = async move { tear_down(&id, child, &teardown, cgroup.as_ref(), &dir).await };
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(cleanup);
+            }
+            Err(_) => match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(runtime) => runtime.block_on(cleanup),
+                Err(e) => tracing::warn!(error = %e, "cannot clean up a dropped sandbox"),
+            },
+        }
+    }
+}
+
+/// Stops a sandbox's processes and removes its host-side state.
+///
+/// runc: the container goes first (`runc kill`, `runc delete --force`) while `runc run` still
+/// parents the supervisor, so the dead supervisor is reaped there; then `runc run` exits and is
+/// waited for. Killing `runc run` first would leave the supervisor to the host's PID 1 as a
+/// zombie until the kernel got around to it.
+async fn tear_down(
+    id: &SandboxId,
+    child: Option<Child>,
+    teardown: &Teardown,
+    cgroup: Option<&Cgroup>,
+    dir: &Path,
+) {
+    if let Teardown::Runc { runc, root } = teardown {
+        crate::oci::delete(runc, root, id).await;
+    }
+    if let Some(mut child) = child {
+        let grace = match teardown {
+            Teardown::Runc { .. } => Duration::from_secs(5),
+            Teardown::Process => Duration::ZERO,
+        };
+        if tokio::time::timeout(grace, child.wait()).await.is_err() {
+            let _ = child.start_kill();
+            let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+        }
+    }
+    if let Some(cgroup) = cgroup {
+        cgroup.kill_all().await;
+        cgroup.remove();
+    }
+    if !dir.as_os_str().is_empty() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `Running` of the runc backend whose "runc" is a script logging each call and whether
+    /// the stand-in for `runc run` (a `sleep`) is still alive; `delete` then ends the stand-in,
+    /// as a real container's end ends `runc run`.
+    async fn fake_runc(dir: &Path) -> (Running, PathBuf) {
+        let child = tokio::process::Command::new("sleep")
+            .arg("30")
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let pid = child.id().unwrap();
+        let log = dir.join("log");
+        let runc = dir.join("runc");
+        let script = format!(
+            "#!/bin/sh\nif kill -0 {pid} 2>/dev/null; then a=alive; else a=dead; fi\n\
+             echo \"$3 $a\" >> {log}\n[ \"$3\" = delete ] && kill {pid}\nexit 0\n",
+            log = log.display()
+        );
+        // Written by a child process, so no fd of this (multi-threaded) process keeps the script
+        // open for writing while it is executed (ETXTBSY).
+        let status = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("printf '%s' \"$1\" > \"$2\" && chmod 755 \"$2\"")
+            .args(["sh", &script, &runc.to_string_lossy()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let sandbox_dir = dir.join("sandbox");
+        std::fs::create_dir(&sandbox_dir).unwrap();
+        let running = Running {
+            id: SandboxId::generate(),
+            dir: sandbox_dir,
+            client: SupervisorClient::new(dir.join("sup.sock")),
+            child: Mutex::new(Some(child)),
+            cgroup: None,
+            egress: Mutex::new(None),
+            teardown: Teardown::Runc {
+                runc,
+                root: dir.to_path_buf(),
+            },
+            destroyed: AtomicBool::new(false),
+        };
+        (running, log)
+    }
+
+    #[tokio::test]
+    async fn runc_destroy_removes_the_container_before_runc_run_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let (running, log) = fake_runc(dir.path()).await;
+        running.destroy().await.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&log).unwrap(),
+            "kill alive\ndelete alive\n"
+        );
+        assert!(running.child.lock().await.is_none());
+        assert!(!dir.path().join("sandbox").exists());
+    }
+
+    #[tokio::test]
+    async fn a_dropped_runc_sandbox_is_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let (running, log) = fake_runc(dir.path()).await;
+        drop(running);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while dir.path().join("sandbox").exists() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(!dir.path().join("sandbox").exists());
+        let log = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            log.ends_with("delete alive\n") || log.ends_with("delete dead\n"),
+            "{log}"
+        );
+        assert!(log.starts_with("kill "), "{log}");
     }
 }

@@ -4,11 +4,12 @@
 //! supervisor as PID 1 serving its socket on fd 3, the workspace at `/workspace` — but the
 //! isolation is built differently:
 //!
-//! - **No user namespace.** The supervisor and every command run as host uid/gid 1000, an
-//!   unprivileged user on the host, with all five capability sets empty and `no_new_privs`.
-//!   (bwrap instead maps the sandbox user onto the server's own uid inside a user namespace.)
-//!   The workspace directory itself is therefore chowned to 1000:1000 before start; files the
-//!   server or another backend created in it keep their owner.
+//! - **No user namespace.** The supervisor and every command run as the dedicated host uid/gid
+//!   [`HostConfig::host_uid`] (200000 by default), the same unprivileged id bwrap maps its
+//!   sandbox user to, with all five capability sets empty and `no_new_privs`. Never a uid a
+//!   person or daemon of the host has (the common first user, 1000, would be one). The
+//!   workspace directory itself is therefore chowned to it before start; files the server or
+//!   another backend created in it keep their owner.
 //! - **Cgroups by runc.** runc creates `/hangar/<instance>-oci/<sandbox id>` from the bundle's
 //!   `linux.resources` (memory without extra swap, pids, CPU quota), so the host prepares none
 //!   and the supervisor sets no `RLIMIT_NPROC`: the pids cgroup limits processes.
@@ -22,17 +23,20 @@
 //!   (util-linux): runc is killed when the server (the thread that spawned it) dies, and the
 //!   supervisor — whose parent is the foreground runc — when runc dies; PID 1 gone, the kernel
 //!   kills the rest of the sandbox. Dropping a sandbox without `destroy()` therefore stops it
-//!   too (`kill_on_drop` kills runc); only runc's state and cgroup stay until the reaper.
+//!   too (`kill_on_drop` kills runc), and the dropped handle removes runc's state and cgroup
+//!   in the background.
 //!
 //! The sandbox's directory stays 0700 and root's: runc (root) reads the bundle and binds the
-//! sources, so uid 1000 needs no access to them on the host — except that the supervisor binary
+//! sources, so the sandbox uid needs no access to them on the host — except that the supervisor binary
 //! must be executable by others (mode 0755), which [`Oci::ready`](crate::Backend::ready) checks.
 //!
 //! Layout of `<sandbox dir>/bundle/`: `config.json` and `rootfs/`. runc keeps its state under
 //! `<state dir>/runc` (`--root` on every call); the container id is the sandbox id. runc runs in
 //! the foreground and passes the supervisor socket through with `--preserve-fds 1`. Destroying a
-//! sandbox kills runc, then `runc delete --force` removes the container's state and cgroup; the
-//! start-up reaper does the same for containers of a server that died.
+//! sandbox runs `runc kill` and `runc delete --force` (the container's state and cgroup go), then
+//! waits for `runc run` to exit; the start-up reaper does the same for containers of a server
+//! that died, and removes the empty `hangar/<instance>-oci` cgroup directories; dropping the
+//! backend removes them too.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
@@ -44,9 +48,7 @@ use serde_json::{Value, json};
 use crate::cgroup::Cgroups;
 use crate::check::{CgroupVersion, cgroup_version, find_program};
 use crate::error::{Result, SandboxError};
-use crate::host::{
-    HostConfig, INSIDE_SUPERVISOR, INSIDE_UID, INSIDE_WORKSPACE, Prepared, Teardown, owner_alive,
-};
+use crate::host::{HostConfig, INSIDE_SUPERVISOR, INSIDE_WORKSPACE, Prepared, Teardown, owner_alive};
 use crate::layout::{self, Mount};
 use crate::spec::{Limits, SandboxId, SandboxSpec};
 use crate::{Backend, Sandbox, supervisor};
@@ -146,8 +148,8 @@ impl Oci {
             &Cgroups::Unavailable("managed by runc".to_owned()),
             spec,
         )?;
-        // The pids cgroup limits processes; RLIMIT_NPROC would count every process of host
-        // uid 1000, other sandboxes' included.
+        // The pids cgroup limits processes; RLIMIT_NPROC would count every process of the host
+        // uid, other sandboxes' included.
         prepared.config.nproc = None;
         Ok(prepared)
     }
@@ -182,8 +184,8 @@ impl Oci {
             "ociVersion": OCI_VERSION,
             "root": { "path": "rootfs", "readonly": true },
             "hostname": "sandbox",
-            "process": process(args, &spec.limits),
-            "mounts": render_mounts(mounts),
+            "process": process(args, &spec.limits, self.host.host_uid),
+            "mounts": render_mounts(mounts, self.host.host_uid),
             "linux": linux(&spec.limits, &self.cgroups_path(&prepared.id), self.swap_limit),
         }))
     }
@@ -260,7 +262,8 @@ impl Oci {
     }
 
     fn start(&self, runc: &Path, spec: &SandboxSpec, prepared: &Prepared) -> Result<tokio::process::Child> {
-        std::os::unix::fs::chown(&spec.workspace, Some(INSIDE_UID), Some(INSIDE_UID))?;
+        let uid = self.host.host_uid;
+        std::os::unix::fs::chown(&spec.workspace, Some(uid), Some(uid))?;
         let bundle = self.write_bundle(spec, prepared)?;
         let mut command = self.command(runc, &bundle, prepared)?;
         command
@@ -269,13 +272,13 @@ impl Oci {
     }
 }
 
-/// `process`: the supervisor as uid/gid 1000, no capabilities, `no_new_privs`. Its environment
-/// is empty: the supervisor builds every command's environment from its config.
-fn process(args: Vec<String>, limits: &Limits) -> Value {
+/// `process`: the supervisor as the sandbox's host uid/gid, no capabilities, `no_new_privs`. Its
+/// environment is empty: the supervisor builds every command's environment from its config.
+fn process(args: Vec<String>, limits: &Limits, uid: u32) -> Value {
     let none: [&str; 0] = [];
     json!({
         "terminal": false,
-        "user": { "uid": INSIDE_UID, "gid": INSIDE_UID, "additionalGids": none },
+        "user": { "uid": uid, "gid": uid, "additionalGids": none },
         "args": args,
         "env": none,
         "cwd": INSIDE_WORKSPACE,
@@ -320,7 +323,7 @@ fn linux(limits: &Limits, cgroups_path: &str, swap_limit: bool) -> Value {
 }
 
 /// The layout's mounts in OCI terms. Symlinks are not mounts: [`prepare_rootfs`] creates them.
-fn render_mounts(mounts: &[Mount]) -> Vec<Value> {
+fn render_mounts(mounts: &[Mount], uid: u32) -> Vec<Value> {
     let mut out = Vec::new();
     for mount in mounts {
         match mount {
@@ -329,8 +332,8 @@ fn render_mounts(mounts: &[Mount]) -> Vec<Value> {
             Mount::Symlink { .. } => {}
             Mount::Tmpfs { target, size } => {
                 let size = format!("size={size}");
-                let uid = format!("uid={INSIDE_UID}");
-                let gid = format!("gid={INSIDE_UID}");
+                let gid = format!("gid={uid}");
+                let uid = format!("uid={uid}");
                 let options = ["nosuid", "nodev", "mode=755", &size, &uid, &gid];
                 out.push(fs_mount(target, "tmpfs", "tmpfs", &options));
             }
@@ -499,8 +502,9 @@ impl Backend for Oci {
                     supervisor.display()
                 ),
                 fix: format!(
-                    "chmod 755 {} (it runs as uid {INSIDE_UID} in the sandbox)",
-                    supervisor.display()
+                    "chmod 755 {} (it runs as uid {} in the sandbox)",
+                    supervisor.display(),
+                    self.host.host_uid
                 ),
             });
         }
@@ -533,7 +537,46 @@ impl Backend for Oci {
             None => 0,
         };
         let cgroups = Cgroups::Unavailable("managed by runc".to_owned());
-        Ok(containers + crate::host::reap_leftovers(&self.host, &cgroups).await?)
+        let removed = containers + crate::host::reap_leftovers(&self.host, &cgroups).await?;
+        self.reap_cgroups();
+        Ok(removed)
+    }
+}
+
+impl Oci {
+    /// `hangar/<instance>-oci` in every hierarchy where runc made it.
+    fn instance_cgroups(&self) -> Vec<PathBuf> {
+        crate::cgroup::named_instance_dirs(&format!("{}-oci", self.host.instance()))
+    }
+
+    /// Empty cgroups of sandboxes whose owner is gone (runc's state lost before `runc delete`
+    /// could remove them), then the instance directories if nothing else is in them; runc
+    /// makes them again for the next container. rmdir only.
+    fn reap_cgroups(&self) {
+        for instance in self.instance_cgroups() {
+            let Ok(entries) = std::fs::read_dir(&instance) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if SandboxId::try_from(name.clone()).is_err() || !entry.path().is_dir() {
+                    continue;
+                }
+                if !owner_alive(&self.host.state_dir.join(&name)) {
+                    crate::cgroup::remove_empty(&entry.path());
+                }
+            }
+            crate::cgroup::remove_empty(&instance);
+        }
+    }
+}
+
+/// Shutdown: the instance's cgroup directories go (runc removed each container's own).
+impl Drop for Oci {
+    fn drop(&mut self) {
+        for dir in self.instance_cgroups() {
+            crate::cgroup::remove_empty(&dir);
+        }
     }
 }
 
@@ -544,14 +587,22 @@ fn missing_supervisor(path: &Path) -> SandboxError {
     }
 }
 
-/// `runc delete --force`, ignoring failures (the container may already be gone).
+/// `runc kill <id> KILL`, then `runc delete --force`, ignoring failures (the container may
+/// already be gone).
 pub async fn delete(runc: &Path, root: &Path, id: &SandboxId) {
-    let _ = tokio::process::Command::new(runc)
-        .arg("--root")
-        .arg(root)
-        .args(["delete", "--force", id.as_str()])
-        .output()
-        .await;
+    for args in [
+        ["kill", id.as_str(), "KILL"].as_slice(),
+        ["delete", "--force", id.as_str()].as_slice(),
+    ] {
+        let _ = tokio::process::Command::new(runc)
+            .arg("--root")
+            .arg(root)
+            .args(args)
+            .env_clear()
+            .stdin(Stdio::null())
+            .output()
+            .await;
+    }
 }
 
 #[cfg(test)]
@@ -606,7 +657,7 @@ mod tests {
         assert_eq!(process["terminal"], false);
         assert_eq!(
             process["user"],
-            json!({ "uid": 1000, "gid": 1000, "additionalGids": [] })
+            json!({ "uid": 200_000, "gid": 200_000, "additionalGids": [] })
         );
         assert_eq!(process["noNewPrivileges"], true);
         let caps = process["capabilities"].as_object().unwrap();
@@ -740,8 +791,8 @@ mod tests {
                         "nodev",
                         "mode=755",
                         &format!("size={size}"),
-                        "uid=1000",
-                        "gid=1000",
+                        "uid=200000",
+                        "gid=200000",
                     ] {
                         assert!(options.iter().any(|o| o == option), "{target}: {option}");
                     }
@@ -874,11 +925,13 @@ mod tests {
         let oci = backend(dir.path(), "/bin/true");
         let spec = spec(dir.path());
         let prepared = oci.prepare(&spec).unwrap();
-        std::os::unix::fs::chown(&spec.workspace, Some(INSIDE_UID), Some(INSIDE_UID)).unwrap();
+        let uid = oci.host.host_uid;
+        assert_ne!(uid, 1000, "uid 1000 is a person on many hosts");
+        std::os::unix::fs::chown(&spec.workspace, Some(uid), Some(uid)).unwrap();
         let bundle = oci.write_bundle(&spec, &prepared).unwrap();
         let mut config: Value =
             serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
-        let script = "id; ip addr 2>/dev/null || cat /proc/net/dev; ls /; touch /workspace/w && echo ws-ok; \
+        let script = "id; echo uid-$(id -u) gid-$(id -g); ip addr 2>/dev/null || cat /proc/net/dev; ls /; touch /workspace/w && echo ws-ok; \
                       touch /usr/x 2>/dev/null || echo usr-ro; touch /x 2>/dev/null || echo root-ro; \
                       grep -E '^(CapEff|NoNewPrivs)' /proc/self/status; df -h /tmp | tail -1; echo ok";
         config["process"]["args"] = json!(["/bin/sh", "-c", script]);
@@ -896,10 +949,8 @@ mod tests {
         let stdout = String::from_utf8_lossy(&output.stdout);
         eprintln!("{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
         assert!(output.status.success());
-        assert!(
-            stdout.contains("uid=1000(sandbox) gid=1000(sandbox) groups=1000(sandbox)"),
-            "{stdout}"
-        );
+        // The sandbox's code runs as the dedicated host uid, never as a host user such as 1000.
+        assert!(stdout.contains(&format!("uid-{uid} gid-{uid}")), "{stdout}");
         assert!(
             stdout.contains("inet 127.0.0.1/8") || stdout.contains("lo:"),
             "{stdout}"
@@ -914,6 +965,16 @@ mod tests {
         ] {
             assert!(stdout.contains(expected), "{expected} in {stdout}");
         }
-        assert!(dir.path().join("ws/w").exists());
+        let created = std::fs::metadata(dir.path().join("ws/w")).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!((created.uid(), created.gid()), (uid, uid));
+        // runc made `hangar/<instance>-oci` for the container; shutting the backend down removes it.
+        let instance = oci.instance_cgroups();
+        assert!(!instance.is_empty());
+        drop(prepared);
+        drop(oci);
+        for dir in &instance {
+            assert!(!dir.exists(), "{} is left", dir.display());
+        }
     }
 }

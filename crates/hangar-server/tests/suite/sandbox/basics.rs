@@ -10,7 +10,10 @@ use super::{COUNT_SLEEPS, assert_healthy, sh, sh_timeout};
 sandboxed!(commands_run_in_the_workspace_with_a_clean_environment, |rig| {
     let sb = rig.sandbox("clean-env").await;
     let out = sh(&*sb, "pwd; id -u; echo out; echo err >&2; exit 7").await;
-    assert_eq!(out.stdout_text(), "/workspace\n1000\nout\n");
+    assert_eq!(
+        out.stdout_text(),
+        format!("/workspace\n{}\nout\n", rig.command_uid())
+    );
     assert_eq!(out.stderr_text(), "err\n");
     assert_eq!(out.exit.code, Some(7));
     // Exactly the allow-listed environment: nothing of the host's (or the server's) leaks in.

@@ -50,6 +50,7 @@ pub enum Kind {
 /// A backend over a private state directory, with an egress proxy that resolves names from a
 /// static table (so no lookup ever leaves the machine) and records its decisions.
 pub struct Rig {
+    pub kind: Kind,
     pub dir: tempfile::TempDir,
     pub backend: Arc<dyn Backend>,
     pub decisions: Arc<Mutex<Vec<EgressDecision>>>,
@@ -87,9 +88,19 @@ impl Rig {
         };
         backend.ready().unwrap();
         Self {
+            kind,
             dir,
             backend,
             decisions,
+        }
+    }
+
+    /// The uid commands run as: bwrap maps its sandbox user (1000) to the dedicated host uid;
+    /// runc (no user namespace) runs them as that host uid itself.
+    pub fn command_uid(&self) -> u32 {
+        match self.kind {
+            Kind::Bwrap => 1000,
+            Kind::Oci => hangar_sandbox::host::DEFAULT_HOST_UID,
         }
     }
 
