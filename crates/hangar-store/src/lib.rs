@@ -24,6 +24,7 @@ mod tenants;
 pub mod testing;
 mod time;
 mod usage;
+mod workspaces;
 
 pub use api_keys::{ApiKeyStore, AuthenticatedKey, KEY_PREFIX};
 pub use audit::{AuditEntry, AuditFilter, AuditStore};
@@ -40,3 +41,6 @@ pub use sql::{Dialect, SqlStore, StoreOptions};
 pub use store::{Actor, Store};
 pub use tenants::{TenantFilter, TenantStore};
 pub use usage::{NewUsage, UsageStore};
+pub use workspaces::{
+    Change, FileSource, FileVersion, Snapshot, WorkspaceId, WorkspaceStore, WorkspaceUsage,
+};

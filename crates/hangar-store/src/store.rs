@@ -2,7 +2,7 @@
 
 use crate::{
     ApiKeyStore, AuditStore, ConversationStore, ModelStore, Result, RunStore, SimpleChatStore, TenantStore,
-    UsageStore,
+    UsageStore, WorkspaceStore,
 };
 
 /// Who is making a change, written to the audit log in the same transaction as the change.
@@ -38,6 +38,7 @@ pub trait Store:
     + UsageStore
     + ConversationStore
     + RunStore
+    + WorkspaceStore
     + Send
     + Sync
     + 'static

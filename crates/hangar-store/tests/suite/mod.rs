@@ -44,6 +44,7 @@ mod models;
 mod runs;
 mod schema;
 mod tenants;
+mod workspaces;
 
 /// Creates a fresh database for `backend`, checks the store really talks to that backend, and
 /// runs `body` with it.

@@ -70,6 +70,7 @@ async fn dialects_have_the_same_columns() {
         "tenants",
         "usage_logs",
         "workspace_files",
+        "workspace_snapshots",
         "workspaces",
     ];
     assert_eq!(tables, expected_tables.into_iter().collect());
