@@ -410,7 +410,7 @@ impl Server {
                 Registry::new(providers),
             ));
             anyhow::Ok((
-                AppState::new(settings, store, telemetry::metrics_handle(), llm),
+                AppState::new(settings, store, telemetry::metrics_handle(), llm)?,
                 listener,
             ))
         })?;

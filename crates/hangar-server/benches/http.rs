@@ -150,7 +150,7 @@ impl Server {
             // The benchmark never calls a model; the providers are built from settings as in `serve`.
             let llm = std::sync::Arc::new(hangar_server::Llm::from_settings(&settings));
             anyhow::Ok((
-                AppState::new(settings, store, telemetry::metrics_handle(), llm),
+                AppState::new(settings, store, telemetry::metrics_handle(), llm)?,
                 listener,
             ))
         })?;

@@ -169,7 +169,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         "hangar listening"
     );
     let llm = std::sync::Arc::new(crate::llm::Llm::from_settings(&settings));
-    let state = AppState::new(settings, store, telemetry::metrics_handle(), llm);
+    let state = AppState::new(settings, store, telemetry::metrics_handle(), llm)?;
     crate::serve(state, listener, shutdown_signal()).await
 }
 

@@ -88,6 +88,13 @@ pub struct Settings {
     pub aws_region: String,
     /// Overrides the Bedrock runtime endpoint (e.g. a local test server).
     pub aws_endpoint_url_bedrock_runtime: Option<String>,
+    /// Workspace files go to this S3 bucket (in `AWS_REGION`, credentials from the standard
+    /// chain); without it, to `HANGAR_DATA_DIR/blobs`.
+    pub s3_bucket_name: Option<String>,
+    /// An S3-compatible endpoint (MinIO, moto, …) instead of AWS.
+    pub aws_endpoint_url: Option<String>,
+    /// Path-style bucket addressing (`endpoint/bucket/key`), as most S3-compatible servers want.
+    pub s3_force_path_style: bool,
     /// Attempts per model call before falling back (the original's name; all providers).
     pub bedrock_max_retries: u32,
     /// Base of the exponential backoff, in seconds.
@@ -185,6 +192,9 @@ impl Default for Settings {
             anthropic_base_url: "https://api.anthropic.com".into(),
             aws_region: "us-west-2".into(),
             aws_endpoint_url_bedrock_runtime: None,
+            s3_bucket_name: None,
+            aws_endpoint_url: None,
+            s3_force_path_style: false,
             bedrock_max_retries: 3,
             bedrock_retry_base_delay: 1.0,
             bedrock_retry_max_delay: 10.0,

@@ -12,6 +12,7 @@ use crate::auth::AdminKeys;
 use crate::config::{AppEnv, Settings};
 use crate::llm::Llm;
 use crate::runs::Runs;
+use crate::workspace::Workspaces;
 use hangar_coord::{InProcessLeases, InProcessRateLimiter, RateLimiter};
 
 #[derive(Clone)]
@@ -27,6 +28,8 @@ pub struct Shared {
     pub runs: Arc<Runs>,
     /// Counts requests of the rate-limited routes (`middleware::rate_limit`).
     pub rate_limiter: Arc<dyn RateLimiter>,
+    /// Conversation workspaces: local directories, manifests and blobs.
+    pub workspaces: Arc<Workspaces>,
     shutting_down: AtomicBool,
 }
 
@@ -44,14 +47,15 @@ impl AppState {
         store: Arc<dyn Store>,
         metrics: Option<PrometheusHandle>,
         llm: Arc<Llm>,
-    ) -> Self {
+    ) -> anyhow::Result<Self> {
         let admin_keys = AdminKeys::new(&settings.api_keys);
+        let workspaces = Arc::new(crate::workspace::from_settings(&settings, store.clone())?);
         let sandboxes = crate::sandbox::manager(&settings, store.clone());
         let runs = Runs::new(
             crate::runs::node_id(&settings),
             Arc::new(InProcessLeases::default()),
         );
-        Self(Arc::new(Shared {
+        Ok(Self(Arc::new(Shared {
             settings,
             store,
             admin_keys,
@@ -60,8 +64,9 @@ impl AppState {
             sandboxes,
             runs: Arc::new(runs),
             rate_limiter: Arc::new(InProcessRateLimiter::default()),
+            workspaces,
             shutting_down: AtomicBool::new(false),
-        }))
+        })))
     }
 
     /// `/metrics` needs an admin key in production unless `METRICS_PUBLIC=true`.

@@ -223,17 +223,23 @@ impl BlobStore {
     /// already stored, once more to upload it (in parts when large). Fails without storing
     /// anything if the file changes between the two reads.
     pub async fn put_file(&self, tenant: &TenantId, path: impl AsRef<FsPath>) -> BlobResult<BlobRef> {
-        let path = path.as_ref().to_owned();
+        let path = path.as_ref();
         let what = path.display().to_string();
-        let blob = hash_file(path.clone()).await?;
+        let file = std::fs::File::open(path).map_err(|source| io_error(&what, source))?;
+        self.put_open(tenant, file, &what).await
+    }
+
+    /// [`BlobStore::put_file`] for a file already open for reading (from its start), e.g. one
+    /// opened without following symlinks in a directory sandboxed code can write. `what` names
+    /// it in errors.
+    pub async fn put_open(&self, tenant: &TenantId, file: std::fs::File, what: &str) -> BlobResult<BlobRef> {
+        let (file, blob) = hash_file(file, what.to_owned()).await?;
         let key = self.key(tenant, &blob.sha256)?;
         if self.stored_size(&key).await? == Some(blob.size) {
             return Ok(blob);
         }
-        let file = tokio::fs::File::open(&path)
-            .await
-            .map_err(|source| io_error(&what, source))?;
-        self.upload(&key, file, &blob, &what).await?;
+        self.upload(&key, tokio::fs::File::from_std(file), &blob, what)
+            .await?;
         Ok(blob)
     }
 
@@ -530,10 +536,9 @@ async fn hash_bytes(bytes: Bytes) -> BlobResult<String> {
 }
 
 /// Digest and size of the file at `path`, read in chunks on the blocking pool.
-async fn hash_file(path: PathBuf) -> BlobResult<BlobRef> {
+/// Hashes `file` from its start, then rewinds it for the upload.
+async fn hash_file(mut file: std::fs::File, what: String) -> BlobResult<(std::fs::File, BlobRef)> {
     tokio::task::spawn_blocking(move || {
-        let what = path.display().to_string();
-        let mut file = std::fs::File::open(&path).map_err(|source| io_error(&what, source))?;
         let mut hasher = Sha256::new();
         let mut size = 0u64;
         let mut buf = vec![0u8; READ_CHUNK];
@@ -547,10 +552,12 @@ async fn hash_file(path: PathBuf) -> BlobResult<BlobRef> {
             hasher.update(&buf[..n]);
             size += n as u64;
         }
-        Ok(BlobRef {
+        io::Seek::rewind(&mut file).map_err(|source| io_error(&what, source))?;
+        let blob = BlobRef {
             sha256: hex::encode(hasher.finalize()),
             size,
-        })
+        };
+        Ok((file, blob))
     })
     .await
     .map_err(|e| BlobError::Backend(e.to_string()))?

@@ -190,20 +190,16 @@ async fn delete_conversation(
     ApiPath(path): ApiPath<(TenantId, Uuid)>,
 ) -> ApiResult<StatusCode> {
     let (_, id) = path;
-    let conversation = state.store.get_conversation(&access.tenant_id, id).await?;
+    state.store.get_conversation(&access.tenant_id, id).await?;
     // Hold the lease while deleting, so no run can start meanwhile.
     let _lease = state.runs.lease(id, Uuid::now_v7()).await?;
+    let manifest = state.store.workspace_for(&access.tenant_id, id).await?;
     state.store.delete_conversation(&access.tenant_id, id).await?;
     state
         .sandboxes
         .release(&id.to_string(), "conversation deleted")
         .await;
-    let workspace = crate::runs::workspace_dir(&state, &conversation);
-    if let Err(err) = tokio::fs::remove_dir_all(&workspace).await
-        && err.kind() != std::io::ErrorKind::NotFound
-    {
-        tracing::warn!(path = %workspace.display(), error = %err, "could not remove the workspace cache");
-    }
+    state.workspaces.remove(&access.tenant_id, id, manifest).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

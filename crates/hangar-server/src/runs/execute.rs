@@ -18,7 +18,7 @@ use hangar_protocol::{
 };
 use hangar_sandbox::egress::SystemResolver;
 use hangar_sandbox::hostfs::WorkspaceDir;
-use hangar_store::{HistoryEntry, NewRun, RunOutcome};
+use hangar_store::{HistoryEntry, NewRun, RunOutcome, WorkspaceId};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -30,6 +30,7 @@ use crate::llm::Chain;
 use crate::redact::redact_value;
 use crate::sse::timestamp;
 use crate::state::AppState;
+use crate::workspace::SyncError;
 
 /// Model calls per run, and per subagent.
 const MAX_TURNS: u32 = 100;
@@ -57,6 +58,8 @@ struct Ended {
     turns: u32,
     error: Option<String>,
     context_tokens: u64,
+    /// The versioned workspace and its directory, to sync after the loop.
+    workspace: Option<(WorkspaceId, Arc<WorkspaceDir>)>,
 }
 
 impl Ended {
@@ -67,6 +70,7 @@ impl Ended {
             turns: 0,
             error: Some(message.into()),
             context_tokens: 0,
+            workspace: None,
         }
     }
 }
@@ -140,6 +144,9 @@ async fn supervise(state: AppState, live: Arc<LiveRun>, request: RunRequest) {
             Ended::failed("the run failed unexpectedly")
         }
     };
+    if let Some((manifest, dir)) = &ended.workspace {
+        sync_workspace(&state, &live, &observer, &request, *manifest, dir).await;
+    }
     close(&state, &live, &observer, &request, ended, started).await;
     live.finish().await;
     state.runs.remove(live.run_id);
@@ -181,20 +188,21 @@ async fn execute(
         }
     };
     observer.event(None, progress("Preparing the workspace")).await;
-    let workspace_path = super::workspace_dir(&state, conversation);
-    let workspace =
-        match std::fs::create_dir_all(&workspace_path).and_then(|()| WorkspaceDir::open(&workspace_path)) {
-            Ok(dir) => Arc::new(dir),
-            Err(err) => {
-                tracing::error!(path = %workspace_path.display(), error = %err, "workspace unavailable");
-                return fail(
-                    &observer,
-                    "workspace_error",
-                    "the conversation's workspace is unavailable".to_owned(),
-                )
-                .await;
-            }
-        };
+    let (tenant_id, conversation_id) = (&conversation.tenant_id, conversation.conversation_id);
+    let workspace = match prepare_workspace(&state, conversation).await {
+        Ok(prepared) => prepared,
+        Err(err) => {
+            tracing::error!(%conversation_id, error = %err, "workspace unavailable");
+            return fail(
+                &observer,
+                "workspace_error",
+                format!("the conversation's workspace is unavailable: {err}"),
+            )
+            .await;
+        }
+    };
+    let (manifest, workspace) = workspace;
+    let workspace_path = state.workspaces.dir(tenant_id, conversation_id);
     let sandbox = Arc::new(ConversationSandbox {
         manager: state.sandboxes.clone(),
         key: conversation.conversation_id.to_string(),
@@ -204,7 +212,7 @@ async fn execute(
         network: crate::sandbox::network(&request.tenant.policy),
     });
     let ctx = ToolContext::new(
-        workspace,
+        workspace.clone(),
         sandbox,
         Arc::new(RunState::default()),
         live.cancel.clone(),
@@ -244,6 +252,72 @@ async fn execute(
         turns: outcome.turns,
         error,
         context_tokens: outcome.context_tokens,
+        workspace: manifest.map(|id| (id, workspace)),
+    }
+}
+
+/// The conversation's directory, brought up to its manifest's latest state when it keeps a
+/// versioned workspace (the manifest's id is returned then, for the sync after the run).
+async fn prepare_workspace(
+    state: &AppState,
+    conversation: &Conversation,
+) -> Result<(Option<WorkspaceId>, Arc<WorkspaceDir>), SyncError> {
+    let (tenant, id) = (&conversation.tenant_id, conversation.conversation_id);
+    let dir = state.workspaces.open(tenant, id).await?;
+    if !conversation.workspace_enabled {
+        return Ok((None, dir));
+    }
+    let manifest = state.store.workspace_for(tenant, id).await?;
+    let stats = state.workspaces.materialise(tenant, id, manifest, &dir).await?;
+    tracing::debug!(conversation_id = %id, ?stats, "workspace materialised");
+    Ok((Some(manifest), dir))
+}
+
+/// Records what the run changed in its workspace and snapshots it as the run's.
+async fn sync_workspace(
+    state: &AppState,
+    live: &LiveRun,
+    observer: &ServerObserver,
+    request: &RunRequest,
+    manifest: WorkspaceId,
+    dir: &Arc<WorkspaceDir>,
+) {
+    observer
+        .event(
+            None,
+            RunEvent::progress(ProgressKind::Setup, "Saving workspace files"),
+        )
+        .await;
+    let conversation = &request.conversation;
+    match state
+        .workspaces
+        .sync(
+            &conversation.tenant_id,
+            conversation.conversation_id,
+            manifest,
+            dir,
+            live.run_id,
+        )
+        .await
+    {
+        Ok((stats, snapshot)) => {
+            tracing::debug!(run_id = %live.run_id, ?stats, seq = snapshot.seq, "workspace synced");
+        }
+        Err(err) => {
+            tracing::error!(run_id = %live.run_id, error = %err, "workspace sync failed");
+            observer
+                .event(
+                    None,
+                    RunEvent::Error {
+                        error_type: "workspace_error".to_owned(),
+                        message: "the run's files could not be saved; they stay on this node and \
+                                  are saved after the next run"
+                            .to_owned(),
+                        recoverable: true,
+                    },
+                )
+                .await;
+        }
     }
 }
 

@@ -8,13 +8,12 @@ mod seams;
 mod submit;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hangar_coord::{Lease, LeaseError, Leases};
-use hangar_protocol::{Conversation, Done, DoneStatus, RunEvent, RunStatus};
+use hangar_protocol::{Done, DoneStatus, RunEvent, RunStatus};
 use hangar_store::{RunOutcome, Store, StoredEvent};
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
@@ -25,7 +24,6 @@ pub use submit::{Upload, submit};
 
 use crate::config::Settings;
 use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
 
 /// How long cancelled runs get to write their `done` at shutdown.
 pub const CANCEL_GRACE: Duration = Duration::from_secs(5);
@@ -216,14 +214,4 @@ pub fn node_id(settings: &Settings) -> String {
         })
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "local".to_owned())
-}
-
-/// Where a conversation's files live on this node.
-pub fn workspace_dir(state: &AppState, conversation: &Conversation) -> PathBuf {
-    state
-        .settings
-        .hangar_data_dir
-        .join("workspaces")
-        .join(conversation.tenant_id.as_str())
-        .join(conversation.conversation_id.to_string())
 }

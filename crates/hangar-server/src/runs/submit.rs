@@ -8,12 +8,13 @@ use hangar_protocol::{
     Conversation, ConversationStatus, FileUploadMetadata, Model, ModelStatus, StreamRequest, Tenant,
     TenantId, TenantStatus,
 };
-use hangar_sandbox::hostfs::{RelPath, WorkspaceDir};
+use hangar_sandbox::hostfs::RelPath;
 use uuid::Uuid;
 
-use super::{LiveRun, RunRequest, start, workspace_dir};
+use super::{LiveRun, RunRequest, start};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
+use crate::workspace::SyncError;
 
 /// Where files attached to a message land in the workspace.
 const UPLOAD_DIR: &str = "uploads";
@@ -84,7 +85,8 @@ pub async fn submit(
     .await
 }
 
-/// Writes attached files under `uploads/` in the conversation's workspace.
+/// Writes attached files under `uploads/` in the conversation's workspace and, when it keeps a
+/// versioned one, records them as `user_upload` versions before the run reads them.
 async fn save_uploads(state: &AppState, conversation: &Conversation, uploads: Vec<Upload>) -> ApiResult<()> {
     let mut targets = Vec::with_capacity(uploads.len());
     for upload in uploads {
@@ -94,14 +96,23 @@ async fn save_uploads(state: &AppState, conversation: &Conversation, uploads: Ve
                 upload.meta.relative_path
             ))
         })?;
-        targets.push((path, upload.bytes));
+        targets.push((path, upload.bytes, upload.meta.filename));
     }
-    let root = workspace_dir(state, conversation);
+    let (tenant, id) = (&conversation.tenant_id, conversation.conversation_id);
+    let unavailable = |err: SyncError| {
+        tracing::error!(conversation_id = %id, error = %err, "could not store attached files");
+        ApiError::unavailable("the conversation's workspace is unavailable; retry later")
+    };
+    let dir = state.workspaces.open(tenant, id).await.map_err(unavailable)?;
+    let manifest = state.store.workspace_for(tenant, id).await?;
+    state
+        .workspaces
+        .record_uploads(tenant, manifest, &targets)
+        .await
+        .map_err(unavailable)?;
     tokio::task::spawn_blocking(move || {
-        std::fs::create_dir_all(&root)?;
-        let workspace = WorkspaceDir::open(&root)?;
-        for (path, bytes) in &targets {
-            workspace.write(path, bytes)?;
+        for (path, bytes, _) in &targets {
+            dir.write(path, bytes)?;
         }
         Ok::<_, std::io::Error>(())
     })

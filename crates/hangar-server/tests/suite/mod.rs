@@ -39,6 +39,7 @@ mod sandbox;
 mod simple_chats;
 mod socket;
 mod tenants;
+mod workspaces;
 
 use std::sync::Arc;
 
@@ -153,7 +154,8 @@ impl TestApp {
             hangar_llm::Registry::fixed(Arc::new(hangar_llm::ScriptedProvider::new("unscripted", [])))
         });
         let llm = Arc::new(hangar_server::Llm::with_registry(&settings, registry));
-        let state = AppState::new(settings, store, hangar_server::telemetry::metrics_handle(), llm);
+        let state = AppState::new(settings, store, hangar_server::telemetry::metrics_handle(), llm)
+            .expect("app state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let (tx, rx) = oneshot::channel();
