@@ -20,6 +20,7 @@ mod stream;
 mod tenant;
 mod text_enum;
 mod usd;
+mod workspace;
 
 pub use api_key::{ApiKey, ApiKeyCreate, ApiKeyCreated};
 pub use audit::AuditRecord;
@@ -45,6 +46,10 @@ pub use socket::{ClientMessage, ServerNotice};
 pub use stream::{Executor, FileUploadMetadata, MAX_USER_INPUT_CHARS, StreamRequest};
 pub use tenant::{MAX_POLICY_ENTRIES, Tenant, TenantCreate, TenantPolicy, TenantStatus, TenantUpdate};
 pub use usd::Usd;
+pub use workspace::{
+    ConversationFileInfo, ConversationFiles, PresentRequest, PresentedFiles, RestoreRequest, RestoreResult,
+    WorkspaceDiff, WorkspaceSnapshot,
+};
 
 /// A field-level problem found while validating a request body, before it reaches the store.
 pub type Violations = Vec<ErrorDetail>;

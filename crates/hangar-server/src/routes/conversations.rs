@@ -1,7 +1,7 @@
 //! `/api/tenants/{tenant_id}/conversations`: conversations and their message log (contract
 //! §1.4, QUIRKs fixed: the message log is tenant-scoped and 404s for unknown conversations, a
-//! conversation with a run in progress cannot be deleted (409)). Rate limiting is not
-//! enforced yet.
+//! conversation with a run in progress cannot be deleted (409), deleting one removes its
+//! workspace's versions and blobs).
 
 use axum::Json;
 use axum::extract::State;

@@ -4,6 +4,7 @@
 mod api_keys;
 mod audit;
 mod conversations;
+mod files;
 mod models;
 mod ops;
 mod runs;
@@ -38,6 +39,7 @@ pub use ops::{OpenApiJson, no_route, wrong_method};
         (name = "audit", description = "Audit log of admin actions and refused requests"),
         (name = "conversations", description = "Agent conversations and their message logs"),
         (name = "runs", description = "Agent runs: start, stream, replay, cancel"),
+        (name = "files", description = "Conversation workspaces: versioned files, snapshots per run, diff, restore"),
         (name = "simple-chats", description = "Direct chats with a model, streamed as server-sent events"),
     )
 )]
@@ -71,6 +73,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(conversations::routes())
         .merge(runs::routes())
         .merge(socket::routes())
+        .merge(files::routes())
 }
 
 /// Resolves `limit`/`offset` query values (kept as plain fields of each query struct: serde's

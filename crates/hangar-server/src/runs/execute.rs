@@ -58,8 +58,16 @@ struct Ended {
     turns: u32,
     error: Option<String>,
     context_tokens: u64,
-    /// The versioned workspace and its directory, to sync after the loop.
-    workspace: Option<(WorkspaceId, Arc<WorkspaceDir>)>,
+    /// The versioned workspace, to sync after the loop.
+    workspace: Option<RunWorkspace>,
+}
+
+/// What the sync after a run needs.
+struct RunWorkspace {
+    manifest: WorkspaceId,
+    dir: Arc<WorkspaceDir>,
+    /// What the tools recorded (the files `present_files` marked).
+    run: Arc<RunState>,
 }
 
 impl Ended {
@@ -144,8 +152,8 @@ async fn supervise(state: AppState, live: Arc<LiveRun>, request: RunRequest) {
             Ended::failed("the run failed unexpectedly")
         }
     };
-    if let Some((manifest, dir)) = &ended.workspace {
-        sync_workspace(&state, &live, &observer, &request, *manifest, dir).await;
+    if let Some(workspace) = &ended.workspace {
+        sync_workspace(&state, &live, &observer, &request, workspace).await;
     }
     close(&state, &live, &observer, &request, ended, started).await;
     live.finish().await;
@@ -211,12 +219,8 @@ async fn execute(
         limits: crate::sandbox::limits(&state.settings),
         network: crate::sandbox::network(&request.tenant.policy),
     });
-    let ctx = ToolContext::new(
-        workspace.clone(),
-        sandbox,
-        Arc::new(RunState::default()),
-        live.cancel.clone(),
-    );
+    let run_state = Arc::new(RunState::default());
+    let ctx = ToolContext::new(workspace.clone(), sandbox, run_state.clone(), live.cancel.clone());
     let (agent, tool_names) = match agent(&state, &request, observer.clone()) {
         Ok(agent) => agent,
         Err(message) => return fail(&observer, "execution_error", message).await,
@@ -252,7 +256,11 @@ async fn execute(
         turns: outcome.turns,
         error,
         context_tokens: outcome.context_tokens,
-        workspace: manifest.map(|id| (id, workspace)),
+        workspace: manifest.map(|manifest| RunWorkspace {
+            manifest,
+            dir: workspace,
+            run: run_state,
+        }),
     }
 }
 
@@ -279,8 +287,7 @@ async fn sync_workspace(
     live: &LiveRun,
     observer: &ServerObserver,
     request: &RunRequest,
-    manifest: WorkspaceId,
-    dir: &Arc<WorkspaceDir>,
+    workspace: &RunWorkspace,
 ) {
     observer
         .event(
@@ -294,14 +301,28 @@ async fn sync_workspace(
         .sync(
             &conversation.tenant_id,
             conversation.conversation_id,
-            manifest,
-            dir,
+            workspace.manifest,
+            &workspace.dir,
             live.run_id,
         )
         .await
     {
         Ok((stats, snapshot)) => {
             tracing::debug!(run_id = %live.run_id, ?stats, seq = snapshot.seq, "workspace synced");
+            let presented = workspace
+                .run
+                .presented
+                .lock()
+                .map(|p| p.clone())
+                .unwrap_or_default();
+            if !presented.is_empty()
+                && let Err(err) = state
+                    .store
+                    .set_presented(workspace.manifest, &presented, true)
+                    .await
+            {
+                tracing::warn!(run_id = %live.run_id, error = %err, "could not mark presented files");
+            }
         }
         Err(err) => {
             tracing::error!(run_id = %live.run_id, error = %err, "workspace sync failed");

@@ -1,10 +1,12 @@
 //! Conversation workspaces on this node: the directory the sandbox sees, kept in step with the
 //! versioned manifest (`hangar_store::WorkspaceStore`) and the blob store.
 
+mod history;
 mod mime;
 pub mod scan;
 mod sync;
 
+pub use mime::mime_type;
 pub use sync::{SyncError, Workspaces};
 
 use std::sync::Arc;

@@ -76,6 +76,10 @@ impl Workspaces {
         &self.blobs
     }
 
+    pub(super) fn store(&self) -> &dyn Store {
+        &*self.store
+    }
+
     /// The conversation's local directory (bound into its sandbox at `/workspace`).
     pub fn dir(&self, tenant: &TenantId, conversation: Uuid) -> PathBuf {
         self.root.join(tenant.as_str()).join(conversation.to_string())

@@ -29,6 +29,7 @@ mod auth;
 mod chat_cli;
 mod cli;
 mod errors;
+mod files;
 mod models;
 mod openapi;
 mod ops;

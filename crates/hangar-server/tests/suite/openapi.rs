@@ -58,6 +58,15 @@ fn every_route_is_documented_with_schemas() {
         "GET /api/tenants/{tenant_id}/conversations/{conversation_id}/runs/{run_id}/events",
         "POST /api/tenants/{tenant_id}/conversations/{conversation_id}/runs/{run_id}/cancel",
         "GET /api/tenants/{tenant_id}/conversations/{conversation_id}/ws",
+        "GET /api/tenants/{tenant_id}/conversations/{conversation_id}/files",
+        "POST /api/tenants/{tenant_id}/conversations/{conversation_id}/files",
+        "DELETE /api/tenants/{tenant_id}/conversations/{conversation_id}/files",
+        "GET /api/tenants/{tenant_id}/conversations/{conversation_id}/files/download",
+        "GET /api/tenants/{tenant_id}/conversations/{conversation_id}/files/presented",
+        "POST /api/tenants/{tenant_id}/conversations/{conversation_id}/files/present",
+        "GET /api/tenants/{tenant_id}/conversations/{conversation_id}/workspace/snapshots",
+        "GET /api/tenants/{tenant_id}/conversations/{conversation_id}/workspace/diff",
+        "POST /api/tenants/{tenant_id}/conversations/{conversation_id}/workspace/restore",
     ]
     .into_iter()
     .map(String::from)
