@@ -105,21 +105,16 @@ async fn independent_read_only_calls_run_in_parallel_and_results_keep_call_order
         tool_calls(&[("a", "Wait", r#"{"ms":300}"#), ("b", "Wait", r#"{"ms":100}"#)]),
         Step::text_reply("ok", usage(1, 1)),
     ]);
-    let started = std::time::Instant::now();
     let outcome = rig
         .agent(AgentConfig::default())
         .run(Vec::new(), Message::user("go"), 0, &rig.ctx)
         .await;
     assert_eq!(outcome.stop, Stop::Completed);
+    // Both were in flight at once (a wall-clock bound would only measure the machine's load).
     assert_eq!(
         rig.wait.peak.load(Ordering::SeqCst),
         2,
         "both calls should have run at once"
-    );
-    assert!(
-        started.elapsed() < Duration::from_millis(390),
-        "took {:?}",
-        started.elapsed()
     );
     let requests = rig.model.requests();
     let ids: Vec<String> = tool_result_blocks(requests[1].messages.last().unwrap())
