@@ -95,6 +95,11 @@ pub struct Settings {
     pub aws_endpoint_url: Option<String>,
     /// Path-style bucket addressing (`endpoint/bucket/key`), as most S3-compatible servers want.
     pub s3_force_path_style: bool,
+    /// Most bytes and files one conversation's workspace may keep (latest versions).
+    pub workspace_max_bytes: u64,
+    pub workspace_max_files: u64,
+    /// Most bytes all of a tenant's workspaces may keep together (0: no limit).
+    pub tenant_workspace_max_bytes: u64,
     /// Attempts per model call before falling back (the original's name; all providers).
     pub bedrock_max_retries: u32,
     /// Base of the exponential backoff, in seconds.
@@ -195,6 +200,9 @@ impl Default for Settings {
             s3_bucket_name: None,
             aws_endpoint_url: None,
             s3_force_path_style: false,
+            workspace_max_bytes: 1024 * 1024 * 1024,
+            workspace_max_files: 10_000,
+            tenant_workspace_max_bytes: 0,
             bedrock_max_retries: 3,
             bedrock_retry_base_delay: 1.0,
             bedrock_retry_max_delay: 10.0,

@@ -4,6 +4,7 @@
 //! conversation belongs to the caller's tenant; changes take the conversation's lease, so they
 //! answer 409 while a run is writing the same files.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -64,6 +65,7 @@ impl From<SyncError> for ApiError {
     fn from(err: SyncError) -> Self {
         match err {
             SyncError::Store(err) => err.into(),
+            SyncError::Quota(message) => too_large(message),
             SyncError::Blob(BlobError::Corrupt { .. }) => {
                 tracing::error!(error = %err, "stored file content failed its integrity check");
                 ApiError::unavailable("the stored content of this file failed its integrity check")
@@ -422,6 +424,27 @@ async fn upload_files(
     if changes.is_empty() {
         return Err(ApiError::bad_request("no file part in the form"));
     }
+    let mut sizes: HashMap<String, u64> = state
+        .store
+        .files(workspace, None)
+        .await?
+        .into_iter()
+        .map(|f| (f.path, f.size))
+        .collect();
+    for change in &changes {
+        if let Change::Put { path, size, .. } = change {
+            sizes.insert(path.clone(), *size);
+        }
+    }
+    let (files, bytes) = (sizes.len() as u64, sizes.values().sum());
+    if let Err(err) = state
+        .workspaces
+        .check_quota(&tenant, workspace, files, bytes)
+        .await
+    {
+        forget_uploads(&state, &tenant, &changes).await;
+        return Err(err.into());
+    }
     let written = state.store.record_changes(workspace, None, &changes).await?;
     state
         .workspaces
@@ -437,6 +460,25 @@ async fn upload_files(
             files,
         }),
     ))
+}
+
+/// Deletes the blobs of a refused upload that nothing else of the tenant refers to.
+async fn forget_uploads(state: &AppState, tenant: &TenantId, changes: &[Change]) {
+    let shas: Vec<String> = changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::Put { sha256, .. } => Some(sha256.clone()),
+            Change::Delete { .. } => None,
+        })
+        .collect();
+    let Ok(in_use) = state.store.blobs_in_use(tenant, &shas).await else {
+        return;
+    };
+    for sha in shas.iter().filter(|sha| !in_use.contains(*sha)) {
+        if let Err(err) = state.workspaces.blobs().delete(tenant, sha).await {
+            tracing::warn!(%sha, error = %err, "could not delete a refused upload's blob");
+        }
+    }
 }
 
 fn too_large(message: String) -> ApiError {

@@ -326,14 +326,21 @@ async fn sync_workspace(
         }
         Err(err) => {
             tracing::error!(run_id = %live.run_id, error = %err, "workspace sync failed");
+            let message = match err {
+                SyncError::Quota(quota) => format!(
+                    "the run's files were not saved: {quota}; delete files to make room, they stay on \
+                     this node until then"
+                ),
+                _ => "the run's files could not be saved; they stay on this node and are saved after \
+                      the next run"
+                    .to_owned(),
+            };
             observer
                 .event(
                     None,
                     RunEvent::Error {
                         error_type: "workspace_error".to_owned(),
-                        message: "the run's files could not be saved; they stay on this node and \
-                                  are saved after the next run"
-                            .to_owned(),
+                        message,
                         recoverable: true,
                     },
                 )

@@ -7,7 +7,7 @@ pub mod scan;
 mod sync;
 
 pub use mime::mime_type;
-pub use sync::{SyncError, Workspaces};
+pub use sync::{Quota, SyncError, Workspaces};
 
 use std::sync::Arc;
 
@@ -33,10 +33,17 @@ pub fn from_settings(settings: &Settings, store: Arc<dyn Store>) -> anyhow::Resu
         })?,
         None => BlobStore::local(data.join("blobs"))?,
     };
+    let quota = Quota {
+        workspace_bytes: settings.workspace_max_bytes,
+        workspace_files: settings.workspace_max_files,
+        tenant_bytes: (settings.tenant_workspace_max_bytes > 0)
+            .then_some(settings.tenant_workspace_max_bytes),
+    };
     Ok(Workspaces::new(
         store,
         blobs,
         data.join("workspaces"),
         data.join("workspace-index"),
-    ))
+    )
+    .with_quota(quota))
 }

@@ -49,6 +49,27 @@ pub enum SyncError {
     Store(#[from] hangar_store::StoreError),
     #[error("workspace sync task failed")]
     Task,
+    #[error("{0}")]
+    Quota(String),
+}
+
+/// How much a workspace, and all of a tenant's, may keep (latest versions; history is free).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    pub workspace_bytes: u64,
+    pub workspace_files: u64,
+    /// `None`: no tenant-wide limit.
+    pub tenant_bytes: Option<u64>,
+}
+
+impl Default for Quota {
+    fn default() -> Self {
+        Self {
+            workspace_bytes: u64::MAX,
+            workspace_files: u64::MAX,
+            tenant_bytes: None,
+        }
+    }
 }
 
 pub type SyncResult<T> = Result<T, SyncError>;
@@ -60,6 +81,7 @@ pub struct Workspaces {
     blobs: BlobStore,
     root: PathBuf,
     index_root: PathBuf,
+    quota: Quota,
 }
 
 impl Workspaces {
@@ -69,7 +91,48 @@ impl Workspaces {
             blobs,
             root,
             index_root,
+            quota: Quota::default(),
         }
+    }
+
+    pub fn with_quota(mut self, quota: Quota) -> Self {
+        self.quota = quota;
+        self
+    }
+
+    /// Refuses a change that would leave the workspace with `files` files of `bytes` bytes
+    /// when that is over the workspace's or the tenant's quota.
+    pub async fn check_quota(
+        &self,
+        tenant: &TenantId,
+        workspace: WorkspaceId,
+        files: u64,
+        bytes: u64,
+    ) -> SyncResult<()> {
+        let quota = self.quota;
+        if files > quota.workspace_files {
+            return Err(SyncError::Quota(format!(
+                "the workspace would hold {files} files; its quota is {}",
+                quota.workspace_files
+            )));
+        }
+        if bytes > quota.workspace_bytes {
+            return Err(SyncError::Quota(format!(
+                "the workspace would hold {bytes} bytes; its quota is {}",
+                quota.workspace_bytes
+            )));
+        }
+        if let Some(limit) = quota.tenant_bytes {
+            let tenant_now = self.store.tenant_workspace_usage(tenant).await?.bytes;
+            let here_now = self.store.workspace_usage(workspace).await?.bytes;
+            let after = tenant_now.saturating_sub(here_now).saturating_add(bytes);
+            if after > limit {
+                return Err(SyncError::Quota(format!(
+                    "the tenant's workspaces would hold {after} bytes; its quota is {limit}"
+                )));
+            }
+        }
+        Ok(())
     }
 
     pub fn blobs(&self) -> &BlobStore {
@@ -195,6 +258,9 @@ impl Workspaces {
             hashed: scanned.hashed,
             ..SyncStats::default()
         };
+        let total: u64 = scanned.files.iter().map(|f| f.size).sum();
+        self.check_quota(tenant, workspace, scanned.files.len() as u64, total)
+            .await?;
         let mut changes = Vec::new();
         for file in &scanned.files {
             let previous = latest.get(file.path.as_str());

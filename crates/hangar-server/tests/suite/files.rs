@@ -253,3 +253,55 @@ async fn bad_paths_other_tenants_and_tampered_content_are_refused() {
     assert!(!body.contains("tampered"));
     app.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn quotas_hold_at_sync_and_at_upload() {
+    let steps = vec![
+        tool_call(
+            "c1",
+            "Bash",
+            json!({"command": "cd /workspace && printf 1 > a && printf 2 > b && printf 3 > c"}),
+        ),
+        Step::text_reply("three files", usage(10, 1)),
+    ];
+    let (app, _, conversation) =
+        super::runs::setup_with(Backend::Sqlite, &[("WORKSPACE_MAX_FILES", "2")], steps).await;
+    let base = format!("/api/tenants/acme/conversations/{conversation}");
+    let (status, _, events) = run(&app, &conversation, message("make three")).await;
+    assert_eq!(status, StatusCode::OK);
+    check_framing(&events);
+    let error = events
+        .iter()
+        .find(|(n, d)| n == "error" && d["error_type"] == "workspace_error")
+        .map(|(_, d)| d)
+        .expect("a workspace_error event");
+    assert!(
+        error["message"].as_str().unwrap().contains("quota is 2"),
+        "{error}"
+    );
+    assert_eq!(app.get(&format!("{base}/files")).await.body["total_count"], 0);
+
+    let response = app
+        .client
+        .post(app.url(&format!("{base}/files")))
+        .header("x-api-key", ADMIN_KEY)
+        .header("content-type", "multipart/form-data; boundary=B")
+        .body(multipart(&[
+            ("file", Some("x.txt"), "x"),
+            ("file", Some("y.txt"), "y"),
+            ("file", Some("z.txt"), "z"),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("quota"),
+        "{body}"
+    );
+    let tenant: hangar_protocol::TenantId = "acme".parse().unwrap();
+    let blobs = app.state.workspaces.blobs().list(&tenant).await.unwrap();
+    assert!(blobs.is_empty(), "a refused upload leaves no blobs: {blobs:?}");
+    app.stop().await.unwrap();
+}
