@@ -100,6 +100,9 @@ pub struct Settings {
     pub workspace_max_files: u64,
     /// Most bytes all of a tenant's workspaces may keep together (0: no limit).
     pub tenant_workspace_max_bytes: u64,
+    /// During a run, files are saved this many seconds after a tool changed them (besides
+    /// the save at the end of the run).
+    pub workspace_sync_interval: f64,
     /// Attempts per model call before falling back (the original's name; all providers).
     pub bedrock_max_retries: u32,
     /// Base of the exponential backoff, in seconds.
@@ -203,6 +206,7 @@ impl Default for Settings {
             workspace_max_bytes: 1024 * 1024 * 1024,
             workspace_max_files: 10_000,
             tenant_workspace_max_bytes: 0,
+            workspace_sync_interval: 30.0,
             bedrock_max_retries: 3,
             bedrock_retry_base_delay: 1.0,
             bedrock_retry_max_delay: 10.0,

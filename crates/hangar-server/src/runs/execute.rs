@@ -20,6 +20,7 @@ use hangar_sandbox::egress::SystemResolver;
 use hangar_sandbox::hostfs::WorkspaceDir;
 use hangar_store::{HistoryEntry, NewRun, RunOutcome, WorkspaceId};
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::live::LiveRun;
@@ -238,9 +239,15 @@ async fn execute(
         )
         .await;
     let prior = u64::try_from(conversation.estimated_context_tokens).unwrap_or(0);
+    let saving = manifest.map(|manifest| {
+        intermediate_syncs(&state, &observer, conversation, manifest, &workspace, live.run_id)
+    });
     let outcome = agent
         .run(history, Message::user(request.user_input.clone()), prior, &ctx)
         .await;
+    if let Some(saving) = saving {
+        saving.stop().await;
+    }
     if let Some(event) = outcome.stop.error_event() {
         observer.event(None, event).await;
     }
@@ -279,6 +286,59 @@ async fn prepare_workspace(
     let stats = state.workspaces.materialise(tenant, id, manifest, &dir).await?;
     tracing::debug!(conversation_id = %id, ?stats, "workspace materialised");
     Ok((Some(manifest), dir))
+}
+
+/// The saves of a run's files while it goes on: one `WORKSPACE_SYNC_INTERVAL` after a tool
+/// changed files (more changes meanwhile are saved together), so a long run's work survives a
+/// crash of this node.
+struct IntermediateSyncs {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl IntermediateSyncs {
+    /// Stops them, waiting for a save in progress (the final sync must not overlap it).
+    async fn stop(self) {
+        self.stop.cancel();
+        if let Err(err) = self.task.await {
+            tracing::error!(error = %err, "intermediate workspace syncs failed");
+        }
+    }
+}
+
+fn intermediate_syncs(
+    state: &AppState,
+    observer: &Arc<ServerObserver>,
+    conversation: &Conversation,
+    manifest: WorkspaceId,
+    dir: &Arc<WorkspaceDir>,
+    run_id: Uuid,
+) -> IntermediateSyncs {
+    let stop = CancellationToken::new();
+    let (token, state, observer, dir) = (stop.clone(), state.clone(), observer.clone(), dir.clone());
+    let (tenant, conversation_id) = (conversation.tenant_id.clone(), conversation.conversation_id);
+    let delay = Duration::from_secs_f64(state.settings.workspace_sync_interval.max(0.1));
+    let task = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = token.cancelled() => return,
+                () = observer.files_changed.notified() => {}
+            }
+            tokio::select! {
+                () = token.cancelled() => return,
+                () = tokio::time::sleep(delay) => {}
+            }
+            match state
+                .workspaces
+                .record(&tenant, conversation_id, manifest, &dir, run_id)
+                .await
+            {
+                Ok(stats) => tracing::debug!(%run_id, ?stats, "workspace saved during the run"),
+                Err(err) => tracing::warn!(%run_id, error = %err, "workspace save during the run failed"),
+            }
+        }
+    });
+    IntermediateSyncs { stop, task }
 }
 
 /// Records what the run changed in its workspace and snapshots it as the run's.

@@ -34,7 +34,12 @@ pub struct ServerObserver {
     bill: Mutex<Bill>,
     /// The run's turn for the message log: whole blocks, deltas joined.
     log: Mutex<Vec<Value>>,
+    /// Signalled when a tool that may change workspace files finished (for intermediate syncs).
+    pub files_changed: tokio::sync::Notify,
 }
+
+/// Tools whose results may mean changed workspace files.
+const WRITING_TOOLS: &[&str] = &["Bash", "Write", "Edit", "MultiEdit"];
 
 impl ServerObserver {
     pub fn new(
@@ -55,6 +60,7 @@ impl ServerObserver {
                 .collect(),
             bill: Mutex::new(Bill::default()),
             log: Mutex::new(Vec::new()),
+            files_changed: tokio::sync::Notify::new(),
         }
     }
 
@@ -116,6 +122,11 @@ impl ServerObserver {
 #[async_trait]
 impl RunObserver for ServerObserver {
     async fn event(&self, agent_id: Option<&str>, event: RunEvent) {
+        if let RunEvent::ToolResult { tool_name, .. } = &event
+            && WRITING_TOOLS.contains(&tool_name.as_str())
+        {
+            self.files_changed.notify_one();
+        }
         self.log_event(agent_id, &event);
         self.live.publish(agent_id, &event);
     }

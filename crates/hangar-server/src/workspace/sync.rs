@@ -248,6 +248,21 @@ impl Workspaces {
         dir: &Arc<WorkspaceDir>,
         run_id: Uuid,
     ) -> SyncResult<(SyncStats, Snapshot)> {
+        let stats = self.record(tenant, conversation, workspace, dir, run_id).await?;
+        let snapshot = self.store.snapshot(workspace, run_id).await?;
+        Ok((stats, snapshot))
+    }
+
+    /// Records what changed in the directory as versions of `run_id` (no snapshot): the sync
+    /// after a run, and the intermediate ones during a long run.
+    pub async fn record(
+        &self,
+        tenant: &TenantId,
+        conversation: Uuid,
+        workspace: WorkspaceId,
+        dir: &Arc<WorkspaceDir>,
+        run_id: Uuid,
+    ) -> SyncResult<SyncStats> {
         let scanned = self.scan(tenant, conversation, dir).await?;
         let manifest = self.store.files(workspace, None).await?;
         let latest: HashMap<&str, Option<&str>> = manifest
@@ -315,8 +330,7 @@ impl Workspaces {
                 .await?
                 .len();
         }
-        let snapshot = self.store.snapshot(workspace, run_id).await?;
-        Ok((stats, snapshot))
+        Ok(stats)
     }
 
     /// Forgets a deleted conversation's workspace: its versions, the blobs nothing else of the

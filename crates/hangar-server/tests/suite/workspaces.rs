@@ -196,3 +196,65 @@ async fn attached_files_become_user_uploads_before_the_run_reads_them() {
     assert!(RelPath::parse(&files[0].path).is_ok());
     app.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_long_run_saves_its_files_before_it_ends() {
+    let steps = vec![
+        bash("c1", "printf early > /workspace/early.txt"),
+        bash("c2", "sleep 4"),
+        Step::text_reply("done", usage(10, 1)),
+    ];
+    let (app, _, conversation) =
+        super::runs::setup_with(Backend::Sqlite, &[("WORKSPACE_SYNC_INTERVAL", "0.2")], steps).await;
+    let tenant: hangar_protocol::TenantId = "acme".parse().unwrap();
+    let workspace = app
+        .state
+        .store
+        .workspace_for(&tenant, conversation.parse().unwrap())
+        .await
+        .unwrap();
+    let mut response = app
+        .client
+        .post(app.url(&format!("/api/tenants/acme/conversations/{conversation}/stream")))
+        .header("x-api-key", ADMIN_KEY)
+        .json(&message("write, then wait"))
+        .send()
+        .await
+        .unwrap();
+    let mut text = String::new();
+    while !text.contains("\"tool_use_id\":\"c2\"") {
+        let chunk = response
+            .chunk()
+            .await
+            .unwrap()
+            .expect("the stream ends only after done");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    // The second command sleeps; the first one's file is saved meanwhile.
+    let mut saved = Vec::new();
+    for _ in 0..30 {
+        saved = app.state.store.files(workspace, None).await.unwrap();
+        if !saved.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(!text.contains("event: done"), "the run ended before the check");
+    assert_eq!(saved.len(), 1, "nothing saved during the run");
+    assert_eq!(saved[0].path, "early.txt");
+    assert!(saved[0].run_id.is_some());
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let events: Vec<_> = sse_events(&text)
+        .into_iter()
+        .filter(|(n, _)| n != "ping")
+        .collect();
+    assert_eq!(check_framing(&events)["status"], "success");
+    assert_eq!(
+        app.state.store.versions(workspace, None).await.unwrap().len(),
+        1,
+        "the final sync adds nothing for an unchanged file"
+    );
+    app.stop().await.unwrap();
+}
