@@ -21,7 +21,7 @@ mod sse;
 mod state;
 pub mod telemetry;
 mod title;
-mod workspace;
+pub mod workspace;
 
 pub use app::{openapi, router, serve};
 pub use auth::Principal;
