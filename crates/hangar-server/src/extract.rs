@@ -1,16 +1,41 @@
 //! Extractors whose rejections use the error envelope: `ApiJson` (415 for a wrong content type,
 //! 413 past the body limit, 422 with the offending field for malformed or mistyped JSON),
-//! `ApiQuery` and `ApiPath` (422 naming the parameter).
+//! `ApiQuery` and `ApiPath` (422 naming the parameter), and multipart forms read under a byte
+//! limit (`multipart`, `multipart_error`: 413 past it, else 400).
 
 use axum::body::Bytes;
+use axum::extract::multipart::MultipartError;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::extract::{FromRequest, FromRequestParts, Multipart, Path, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use hangar_protocol::{ErrorCode, ErrorDetail};
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
+
+/// The request's multipart form, its body cut off after `limit` bytes (reading a field past
+/// it fails; [`multipart_error`] makes that a 413).
+pub async fn multipart<S: Send + Sync>(
+    state: &S,
+    request: Request,
+    limit: usize,
+) -> Result<Multipart, ApiError> {
+    let (parts, body) = request.into_parts();
+    let body = axum::body::Body::new(http_body_util::Limited::new(body, limit));
+    Multipart::from_request(Request::from_parts(parts, body), state)
+        .await
+        .map_err(|err| ApiError::bad_request(format!("invalid multipart form: {err}")))
+}
+
+/// A failure reading a [`multipart`] form: 413 past its `limit`, else 400.
+pub fn multipart_error(err: &MultipartError, limit: usize) -> ApiError {
+    if err.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::too_large(format!("the request body is larger than {limit} bytes"))
+    } else {
+        ApiError::bad_request(format!("invalid multipart form: {err}"))
+    }
+}
 
 /// A JSON request body.
 #[derive(Debug, Clone)]
@@ -74,11 +99,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                 BytesRejection::FailedToBufferBody(_)
                     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE =>
                 {
-                    ApiError::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        ErrorCode::PayloadTooLarge,
-                        "request body too large",
-                    )
+                    ApiError::too_large("request body too large")
                 }
                 other => {
                     ApiError::bad_request(format!("could not read the request body: {}", other.body_text()))

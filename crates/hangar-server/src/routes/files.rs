@@ -9,13 +9,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Json;
-use axum::extract::{FromRequest, Multipart, Request, State};
+use axum::extract::multipart::MultipartError;
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use hangar_protocol::{
-    ConversationFileInfo, ConversationFiles, ErrorBody, ErrorCode, PresentRequest, PresentedFiles,
-    RestoreRequest, RestoreResult, TenantId, WorkspaceDiff, WorkspaceSnapshot,
+    ConversationFileInfo, ConversationFiles, ErrorBody, PresentRequest, PresentedFiles, RestoreRequest,
+    RestoreResult, TenantId, WorkspaceDiff, WorkspaceSnapshot,
 };
 use hangar_sandbox::hostfs::RelPath;
 use hangar_store::{BlobError, Change, FileSource, FileVersion, WorkspaceId};
@@ -27,7 +28,7 @@ use uuid::Uuid;
 
 use crate::auth::TenantAccess;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, multipart, multipart_error};
 use crate::state::AppState;
 use crate::workspace::{SyncError, mime_type};
 
@@ -65,7 +66,7 @@ impl From<SyncError> for ApiError {
     fn from(err: SyncError) -> Self {
         match err {
             SyncError::Store(err) => err.into(),
-            SyncError::Quota(message) => too_large(message),
+            SyncError::Quota(message) => ApiError::too_large(message),
             SyncError::Blob(BlobError::Corrupt { .. }) => {
                 tracing::error!(error = %err, "stored file content failed its integrity check");
                 ApiError::unavailable("the stored content of this file failed its integrity check")
@@ -357,18 +358,8 @@ async fn upload_files(
     let workspace = workspace(&state, &tenant, conversation_id).await?;
     let _lease = state.runs.lease(conversation_id, Uuid::now_v7()).await?;
     let limit = state.settings.max_upload_bytes;
-    let (parts, body) = request.into_parts();
-    let body = axum::body::Body::new(http_body_util::Limited::new(body, limit));
-    let mut form = Multipart::from_request(Request::from_parts(parts, body), &state)
-        .await
-        .map_err(|err| ApiError::bad_request(format!("invalid multipart form: {err}")))?;
-    let form_error = |err: axum::extract::multipart::MultipartError| {
-        if err.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            too_large(format!("the request body is larger than {limit} bytes"))
-        } else {
-            ApiError::bad_request(format!("invalid multipart form: {err}"))
-        }
-    };
+    let mut form = multipart(&state, request, limit).await?;
+    let form_error = |err: MultipartError| multipart_error(&err, limit);
     let mut directory = UPLOAD_DIR.to_owned();
     let mut changes = Vec::new();
     while let Some(field) = form.next_field().await.map_err(form_error)? {
@@ -398,7 +389,7 @@ async fn upload_files(
                 });
                 let stored = state.workspaces.blobs().put_stream(&tenant, stream).await;
                 if over.load(Ordering::SeqCst) {
-                    return Err(too_large(format!(
+                    return Err(ApiError::too_large(format!(
                         "{name:?} is larger than its limit of {max} bytes"
                     )));
                 }
@@ -479,10 +470,6 @@ async fn forget_uploads(state: &AppState, tenant: &TenantId, changes: &[Change])
             tracing::warn!(%sha, error = %err, "could not delete a refused upload's blob");
         }
     }
-}
-
-fn too_large(message: String) -> ApiError {
-    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::PayloadTooLarge, message)
 }
 
 /// The workspace as each run left it, newest first.

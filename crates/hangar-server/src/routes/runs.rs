@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Json;
-use axum::extract::{FromRequest, Multipart, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -26,7 +26,7 @@ use uuid::Uuid;
 use super::paging;
 use crate::auth::TenantAccess;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiPath, ApiQuery, parse_json};
+use crate::extract::{ApiPath, ApiQuery, multipart, multipart_error, parse_json};
 use crate::runs::{self, Upload};
 use crate::sse::timestamp;
 use crate::state::AppState;
@@ -83,23 +83,24 @@ async fn stream(
 
 /// The request as JSON or as the contract's multipart form.
 async fn read_body(state: &AppState, request: Request) -> ApiResult<(StreamRequest, Vec<Upload>)> {
-    let multipart = request
+    let is_multipart = request
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("multipart/form-data"));
-    if !multipart {
+    if !is_multipart {
         let bytes = axum::body::to_bytes(request.into_body(), state.settings.max_body_bytes)
             .await
-            .map_err(|_| too_large(state.settings.max_body_bytes))?;
+            .map_err(|_| {
+                ApiError::too_large(format!(
+                    "the request body is larger than {} bytes",
+                    state.settings.max_body_bytes
+                ))
+            })?;
         return Ok((form_json(&bytes)?, Vec::new()));
     }
-    let (parts, body) = request.into_parts();
-    let limited = http_body_util::Limited::new(body, state.settings.max_upload_bytes);
-    let request = Request::from_parts(parts, axum::body::Body::new(limited));
-    let mut form = Multipart::from_request(request, state)
-        .await
-        .map_err(|err| ApiError::bad_request(format!("invalid multipart form: {err}")))?;
+    let limit = state.settings.max_upload_bytes;
+    let mut form = multipart(state, request, limit).await?;
     let mut request_data = None;
     let mut metadata = None;
     let mut files = Vec::new();
@@ -107,13 +108,10 @@ async fn read_body(state: &AppState, request: Request) -> ApiResult<(StreamReque
         let field = match form.next_field().await {
             Ok(Some(field)) => field,
             Ok(None) => break,
-            Err(err) => return Err(form_error(&err, state.settings.max_upload_bytes)),
+            Err(err) => return Err(multipart_error(&err, limit)),
         };
         let name = field.name().unwrap_or_default().to_owned();
-        let bytes = field
-            .bytes()
-            .await
-            .map_err(|err| form_error(&err, state.settings.max_upload_bytes))?;
+        let bytes = field.bytes().await.map_err(|err| multipart_error(&err, limit))?;
         match name.as_str() {
             "request_data" => request_data = Some(bytes),
             "file_metadata" => metadata = Some(bytes),
@@ -162,23 +160,6 @@ fn form_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
         }
         err
     })
-}
-
-/// A multipart failure: 413 past the upload limit, else 400.
-fn form_error(err: &axum::extract::multipart::MultipartError, limit: usize) -> ApiError {
-    if err.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-        too_large(limit)
-    } else {
-        ApiError::bad_request(format!("invalid multipart form: {err}"))
-    }
-}
-
-fn too_large(limit: usize) -> ApiError {
-    ApiError::new(
-        axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-        hangar_protocol::ErrorCode::PayloadTooLarge,
-        format!("the request body is larger than {limit} bytes"),
-    )
 }
 
 /// An SSE response of run events (`id:` = `seq`) with `ping` heartbeats.
