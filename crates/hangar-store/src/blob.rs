@@ -226,21 +226,26 @@ impl BlobStore {
         let path = path.as_ref();
         let what = path.display().to_string();
         let file = std::fs::File::open(path).map_err(|source| io_error(&what, source))?;
-        self.put_open(tenant, file, &what).await
+        Ok(self.put_open(tenant, file, &what).await?.0)
     }
 
     /// [`BlobStore::put_file`] for a file already open for reading (from its start), e.g. one
     /// opened without following symlinks in a directory sandboxed code can write. `what` names
-    /// it in errors.
-    pub async fn put_open(&self, tenant: &TenantId, file: std::fs::File, what: &str) -> BlobResult<BlobRef> {
+    /// it in errors. Also says whether it was uploaded (`false`: the blob was already stored).
+    pub async fn put_open(
+        &self,
+        tenant: &TenantId,
+        file: std::fs::File,
+        what: &str,
+    ) -> BlobResult<(BlobRef, bool)> {
         let (file, blob) = hash_file(file, what.to_owned()).await?;
         let key = self.key(tenant, &blob.sha256)?;
         if self.stored_size(&key).await? == Some(blob.size) {
-            return Ok(blob);
+            return Ok((blob, false));
         }
         self.upload(&key, tokio::fs::File::from_std(file), &blob, what)
             .await?;
-        Ok(blob)
+        Ok((blob, true))
     }
 
     /// Stores the content of `stream` (an upload body, say) without holding it in memory: it is

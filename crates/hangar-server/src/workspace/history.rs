@@ -1,23 +1,11 @@
 //! Going back in a workspace's history: what changed between two runs, and restoring a run's
 //! snapshot as new versions (history is never rewritten).
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-
 use hangar_protocol::{RestoreResult, TenantId, WorkspaceDiff};
-use hangar_sandbox::hostfs::WorkspaceDir;
-use hangar_store::{Change, FileVersion, WorkspaceId};
+use hangar_store::{Change, WorkspaceId};
 use uuid::Uuid;
 
-use super::sync::{SyncResult, Workspaces};
-
-/// Path → content digest of a state.
-fn digests(files: &[FileVersion]) -> BTreeMap<&str, &str> {
-    files
-        .iter()
-        .filter_map(|f| f.sha256.as_deref().map(|sha| (f.path.as_str(), sha)))
-        .collect()
-}
+use super::sync::{SyncResult, Workspaces, digests};
 
 impl Workspaces {
     /// The paths added, modified and deleted from `from_run`'s snapshot to `to_run`'s.
@@ -112,14 +100,14 @@ impl Workspaces {
         conversation: Uuid,
         workspace: WorkspaceId,
     ) -> SyncResult<()> {
-        let path = self.dir(tenant, conversation);
-        if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
+        if !tokio::fs::try_exists(self.dir(tenant, conversation))
+            .await
+            .unwrap_or(false)
+        {
             return Ok(());
         }
-        let dir = tokio::task::spawn_blocking(move || WorkspaceDir::open(&path))
-            .await
-            .map_err(|_| super::sync::SyncError::Task)??;
-        self.materialise(tenant, conversation, workspace, &Arc::new(dir))
+        let dir = self.open(tenant, conversation).await?;
+        self.materialise(tenant, conversation, workspace, &dir)
             .await
             .map(|_| ())
     }

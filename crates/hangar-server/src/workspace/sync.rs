@@ -12,17 +12,25 @@
 //! [`WorkspaceDir`] (no symlinks followed, nothing outside the root): a symlink planted in the
 //! workspace is never uploaded, and a download never writes through one.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use hangar_protocol::TenantId;
 use hangar_sandbox::hostfs::{RelPath, WorkspaceDir};
-use hangar_store::{BlobStore, Change, FileSource, Snapshot, Store, WorkspaceId};
+use hangar_store::{BlobStore, Change, FileSource, FileVersion, Snapshot, Store, WorkspaceId};
 use uuid::Uuid;
 
 use super::mime::mime_type;
 use super::scan::{self, Index, LocalFile, excluded};
+
+/// Path → content digest of a state (deletion rows have none and are left out).
+pub(super) fn digests(files: &[FileVersion]) -> BTreeMap<&str, &str> {
+    files
+        .iter()
+        .filter_map(|f| f.sha256.as_deref().map(|sha| (f.path.as_str(), sha)))
+        .collect()
+}
 
 /// What a sync or materialisation did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -265,10 +273,7 @@ impl Workspaces {
     ) -> SyncResult<SyncStats> {
         let scanned = self.scan(tenant, conversation, dir).await?;
         let manifest = self.store.files(workspace, None).await?;
-        let latest: HashMap<&str, Option<&str>> = manifest
-            .iter()
-            .map(|f| (f.path.as_str(), f.sha256.as_deref()))
-            .collect();
+        let latest = digests(&manifest);
         let mut stats = SyncStats {
             hashed: scanned.hashed,
             ..SyncStats::default()
@@ -279,11 +284,10 @@ impl Workspaces {
         let mut changes = Vec::new();
         for file in &scanned.files {
             let previous = latest.get(file.path.as_str());
-            if previous.is_some_and(|sha| *sha == Some(file.sha256.as_str())) {
+            if previous == Some(&file.sha256.as_str()) {
                 continue;
             }
-            let exists = self.blobs.exists(tenant, &file.sha256).await?;
-            let blob = {
+            let (blob, uploaded) = {
                 let (dir, path) = (dir.clone(), file.path.clone());
                 let opened = tokio::task::spawn_blocking(move || dir.open_file(&path))
                     .await
@@ -297,7 +301,7 @@ impl Workspaces {
                     }
                 }
             };
-            if !exists {
+            if uploaded {
                 stats.uploaded += 1;
             }
             changes.push(Change::Put {
