@@ -83,6 +83,54 @@ pub(super) async fn run(
     )
 }
 
+/// A run's SSE stream read piece by piece, for tests that act while the run goes on.
+pub(super) struct LiveStream {
+    response: reqwest::Response,
+    /// Everything received so far.
+    pub text: String,
+}
+
+impl LiveStream {
+    pub(super) async fn post(app: &TestApp, conversation: &str, body: Value) -> Self {
+        let response = app
+            .client
+            .post(app.url(&format!("/api/tenants/acme/conversations/{conversation}/stream")))
+            .header("x-api-key", ADMIN_KEY)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        Self {
+            response,
+            text: String::new(),
+        }
+    }
+
+    /// Reads until `needle` has arrived.
+    pub(super) async fn until(&mut self, needle: &str) {
+        while !self.text.contains(needle) {
+            let chunk = self
+                .response
+                .chunk()
+                .await
+                .unwrap()
+                .expect("the stream ends only after done");
+            self.text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+
+    /// Reads to the end; the events without pings.
+    pub(super) async fn finish(mut self) -> Vec<(String, Value)> {
+        while let Some(chunk) = self.response.chunk().await.unwrap() {
+            self.text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        sse_events(&self.text)
+            .into_iter()
+            .filter(|(n, _)| n != "ping")
+            .collect()
+    }
+}
+
 /// seq from 1 without gaps, `done` last and exactly once.
 pub(super) fn check_framing(events: &[(String, Value)]) -> &Value {
     let seqs: Vec<u64> = events.iter().map(|(_, d)| d["seq"].as_u64().unwrap()).collect();
@@ -739,32 +787,11 @@ async fn shutdown_cancels_a_run_past_the_grace_period_and_its_stream_ends_with_d
         Step::text_reply("never", usage(1, 1)),
     ];
     let (app, _, conversation) = setup_with(Backend::Sqlite, &[("SHUTDOWN_TIMEOUT", "1")], steps).await;
-    let mut response = app
-        .client
-        .post(app.url(&format!("/api/tenants/acme/conversations/{conversation}/stream")))
-        .header("x-api-key", ADMIN_KEY)
-        .json(&message("sleep"))
-        .send()
-        .await
-        .unwrap();
-    let mut text = String::new();
-    while !text.contains("event: tool_call") {
-        let chunk = response
-            .chunk()
-            .await
-            .unwrap()
-            .expect("the stream ends only after done");
-        text.push_str(&String::from_utf8_lossy(&chunk));
-    }
+    let mut stream = LiveStream::post(&app, &conversation, message("sleep")).await;
+    stream.until("event: tool_call").await;
     let started = std::time::Instant::now();
     let stopping = tokio::spawn(app.stop());
-    while let Some(chunk) = response.chunk().await.unwrap() {
-        text.push_str(&String::from_utf8_lossy(&chunk));
-    }
-    let events: Vec<_> = sse_events(&text)
-        .into_iter()
-        .filter(|(n, _)| n != "ping")
-        .collect();
+    let events = stream.finish().await;
     let done = check_framing(&events);
     assert_eq!(done["status"], "cancelled", "{done}");
     stopping.await.unwrap().unwrap();

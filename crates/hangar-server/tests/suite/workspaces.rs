@@ -11,7 +11,7 @@ use pretty_assertions::assert_eq;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use super::runs::{check_framing, message, run, setup, tool_call, usage};
+use super::runs::{LiveStream, check_framing, message, run, setup, tool_call, usage};
 use super::*;
 
 fn bash(id: &str, command: &str) -> Step {
@@ -213,23 +213,8 @@ async fn a_long_run_saves_its_files_before_it_ends() {
         .workspace_for(&tenant, conversation.parse().unwrap())
         .await
         .unwrap();
-    let mut response = app
-        .client
-        .post(app.url(&format!("/api/tenants/acme/conversations/{conversation}/stream")))
-        .header("x-api-key", ADMIN_KEY)
-        .json(&message("write, then wait"))
-        .send()
-        .await
-        .unwrap();
-    let mut text = String::new();
-    while !text.contains("\"tool_use_id\":\"c2\"") {
-        let chunk = response
-            .chunk()
-            .await
-            .unwrap()
-            .expect("the stream ends only after done");
-        text.push_str(&String::from_utf8_lossy(&chunk));
-    }
+    let mut stream = LiveStream::post(&app, &conversation, message("write, then wait")).await;
+    stream.until("\"tool_use_id\":\"c2\"").await;
     // The second command sleeps; the first one's file is saved meanwhile.
     let mut saved = Vec::new();
     for _ in 0..30 {
@@ -239,17 +224,14 @@ async fn a_long_run_saves_its_files_before_it_ends() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    assert!(!text.contains("event: done"), "the run ended before the check");
+    assert!(
+        !stream.text.contains("event: done"),
+        "the run ended before the check"
+    );
     assert_eq!(saved.len(), 1, "nothing saved during the run");
     assert_eq!(saved[0].path, "early.txt");
     assert!(saved[0].run_id.is_some());
-    while let Some(chunk) = response.chunk().await.unwrap() {
-        text.push_str(&String::from_utf8_lossy(&chunk));
-    }
-    let events: Vec<_> = sse_events(&text)
-        .into_iter()
-        .filter(|(n, _)| n != "ping")
-        .collect();
+    let events = stream.finish().await;
     assert_eq!(check_framing(&events)["status"], "success");
     assert_eq!(
         app.state.store.versions(workspace, None).await.unwrap().len(),
