@@ -30,7 +30,7 @@ pub struct Bwrap {
 impl Bwrap {
     pub fn new(mut host: HostConfig) -> Result<Self> {
         std::fs::create_dir_all(&host.state_dir)?;
-        layout::write_generated_etc(&host)?;
+        layout::build_etc(&host)?;
         if host.drop_to().is_some() && host.supervisor.is_file() && !reachable_by_others(&host.supervisor) {
             host.supervisor = publish_supervisor(&host)?;
         }

@@ -112,7 +112,7 @@ impl Oci {
         host.state_dir = std::path::absolute(&host.state_dir)?;
         host.supervisor = std::path::absolute(&host.supervisor)?;
         std::fs::create_dir_all(&host.state_dir)?;
-        layout::write_generated_etc(&host)?;
+        layout::build_etc(&host)?;
         let root = host.state_dir.join("runc");
         std::fs::create_dir_all(&root)?;
         std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700))?;
