@@ -58,12 +58,14 @@
 
 #![expect(clippy::print_stdout, reason = "a benchmark reports its results on stdout")]
 
+#[path = "support/server.rs"]
+mod support;
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
@@ -72,17 +74,16 @@ use hangar_llm::{
     AnthropicProvider, BedrockCredentials, BedrockProvider, Message, ModelRequest, OpenAiProvider,
     ProviderSettings, Registry, SystemBlock,
 };
-use hangar_server::{AppState, Settings, cli::open_store, serve, telemetry};
+use hangar_server::Llm;
 use hangar_testkit::{AwsTestCredentials, FakeModelConfig, FakeModelServer, Reply, Response, Script, Usage};
 use http::{Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::oneshot;
+use tokio::net::{TcpListener, TcpStream};
 
-const ADMIN_KEY: &str = "bench-admin-key-0123456789abcdef";
+use support::{ADMIN_KEY, Sender, Server, connect, nodelay_listener};
+
 const TENANT: &str = "bench";
 const ANTHROPIC_KEY: &str = "sk-ant-bench-0123456789";
 const OPENAI_KEY_ENV: &str = "HANGAR_BENCH_OPENAI_API_KEY";
@@ -350,104 +351,22 @@ fn reply(shape: Shape) -> Reply {
 // ---------------------------------------------------------------------------------------------
 // The processes under test.
 
-/// The application on its own runtime, on a background thread, until `stop`.
-struct Server {
-    addr: SocketAddr,
-    shutdown: oneshot::Sender<()>,
-    thread: JoinHandle<Result<()>>,
-}
-
-impl Server {
-    fn start(data_dir: &std::path::Path, upstream_url: &str, nodelay: bool) -> Result<Self> {
-        let vars = [
-            ("API_KEYS", ADMIN_KEY.to_owned()),
-            ("HANGAR_DATA_DIR", data_dir.display().to_string()),
-            (
-                "DATABASE_URL",
-                format!("sqlite://{}/bench.db", data_dir.display()),
-            ),
-            ("LOG_LEVEL", "warn".to_owned()),
-            ("RATE_LIMIT_ENABLED", "false".to_owned()),
-            ("SHUTDOWN_TIMEOUT", "5".to_owned()),
-        ];
-        let settings = Settings::from_sources(None, vars.into_iter().map(|(k, v)| (k.to_owned(), v)))?;
-        let problems = settings.problems();
-        if !problems.is_empty() {
-            bail!("invalid bench settings: {}", problems.join("; "));
-        }
-        // The subscriber is process-global: install it once, for the first server.
-        static LOGGING: std::sync::Once = std::sync::Once::new();
-        LOGGING.call_once(|| telemetry::init_logging(&settings));
-        let aws = AwsTestCredentials::example();
-        let providers = ProviderSettings {
-            anthropic_api_key: Some(ANTHROPIC_KEY.to_owned()),
-            anthropic_base_url: upstream_url.to_owned(),
-            aws_region: aws.region.clone(),
-            bedrock_endpoint_url: Some(upstream_url.to_owned()),
-            bedrock_credentials: Some(BedrockCredentials {
-                access_key_id: aws.access_key_id.clone(),
-                secret_access_key: aws.secret_access_key.clone(),
-                session_token: None,
-            }),
-            timeout: Duration::from_secs(30),
-            env: Arc::new(|name| (name == OPENAI_KEY_ENV).then(|| ANTHROPIC_KEY.to_owned())),
-        };
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("hangar-server")
-            .enable_all()
-            .build()?;
-        let (state, listener) = runtime.block_on(async {
-            let store = open_store(&settings).await?;
-            let listener = if nodelay {
-                nodelay_listener()?
-            } else {
-                // As `hangar serve` binds it.
-                TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?
-            };
-            let llm = Arc::new(hangar_server::Llm::with_registry(
-                &settings,
-                Registry::new(providers),
-            ));
-            anyhow::Ok((
-                AppState::new(settings, store, telemetry::metrics_handle(), llm)?,
-                listener,
-            ))
-        })?;
-        let addr = listener.local_addr()?;
-        let (shutdown, signalled) = oneshot::channel::<()>();
-        let task = runtime.spawn(serve(state, listener, async move {
-            let _ = signalled.await;
-        }));
-        let thread = std::thread::Builder::new()
-            .name("hangar-server-main".into())
-            .spawn(move || {
-                let outcome = runtime.block_on(task);
-                drop(runtime);
-                outcome?
-            })?;
-        Ok(Self {
-            addr,
-            shutdown,
-            thread,
-        })
+/// Providers that all talk to `upstream_url` (the fake model server or the replay server).
+fn providers(upstream_url: &str) -> ProviderSettings {
+    let aws = AwsTestCredentials::example();
+    ProviderSettings {
+        anthropic_api_key: Some(ANTHROPIC_KEY.to_owned()),
+        anthropic_base_url: upstream_url.to_owned(),
+        aws_region: aws.region.clone(),
+        bedrock_endpoint_url: Some(upstream_url.to_owned()),
+        bedrock_credentials: Some(BedrockCredentials {
+            access_key_id: aws.access_key_id.clone(),
+            secret_access_key: aws.secret_access_key.clone(),
+            session_token: None,
+        }),
+        timeout: Duration::from_secs(30),
+        env: Arc::new(|name| (name == OPENAI_KEY_ENV).then(|| ANTHROPIC_KEY.to_owned())),
     }
-
-    fn stop(self) -> Result<()> {
-        let _ = self.shutdown.send(());
-        self.thread
-            .join()
-            .map_err(|_| anyhow!("the server thread panicked"))?
-    }
-}
-
-/// A loopback listener with `TCP_NODELAY` set on the listening socket; Linux copies the option to
-/// every connection it accepts, so the server's own accept loop needs no change.
-fn nodelay_listener() -> Result<TcpListener> {
-    let socket = TcpSocket::new_v4()?;
-    socket.set_nodelay(true)?;
-    socket.bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))?;
-    Ok(socket.listen(1024)?)
 }
 
 /// Whether connections accepted by a [`nodelay_listener`] really have `TCP_NODELAY` here.
@@ -501,7 +420,7 @@ fn pieces(provider: Provider, body: &Bytes) -> Result<Vec<Bytes>> {
 
 /// Asks the fake server for its current reply once and records it for the replay.
 async fn record(fake: SocketAddr, provider: Provider, pace: Duration) -> Result<Recorded> {
-    let mut sender = connect(fake).await?;
+    let mut sender = connect(fake).await?.0;
     sender.ready().await?;
     let response = sender.send_request(provider.baseline_request(fake)?).await?;
     ensure!(
@@ -672,23 +591,6 @@ impl Upstream {
 // ---------------------------------------------------------------------------------------------
 // The client.
 
-type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
-
-async fn connect(addr: SocketAddr) -> Result<Sender> {
-    if !addr.ip().is_loopback() {
-        bail!("refusing to send traffic to {addr}: the benchmark only talks to loopback");
-    }
-    let stream = TcpStream::connect(addr).await?;
-    stream.set_nodelay(true)?;
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(async move {
-        if let Err(err) = connection.await {
-            eprintln!("client connection error: {err}");
-        }
-    });
-    Ok(sender)
-}
-
 /// Sends a JSON request to Hangar with the admin key and returns the status and body.
 async fn admin_call(
     addr: SocketAddr,
@@ -696,7 +598,7 @@ async fn admin_call(
     path: &str,
     body: Value,
 ) -> Result<(StatusCode, String)> {
-    let mut sender = connect(addr).await?;
+    let mut sender = connect(addr).await?.0;
     let request = Request::builder()
         .method(method)
         .uri(path)
@@ -955,7 +857,7 @@ fn run(
                 let issued = issued.clone();
                 let measured_from = measured_from.clone();
                 tokio::spawn(async move {
-                    let mut sender = connect(target).await?;
+                    let mut sender = connect(target).await?.0;
                     let mut samples = Vec::new();
                     loop {
                         let i = issued.fetch_add(1, Ordering::Relaxed);
@@ -1274,7 +1176,14 @@ fn run_setup(
     println!();
     let dir = tempfile::tempdir()?;
     let upstream_url = format!("http://{}", upstream.addr(setup));
-    let server = Server::start(dir.path(), &upstream_url, setup.hangar_nodelay)?;
+    let database_url = format!("sqlite://{}/bench.db", dir.path().display());
+    let server = Server::start(
+        dir.path(),
+        &database_url,
+        Vec::new(),
+        setup.hangar_nodelay,
+        |settings| Llm::with_registry(settings, Registry::new(providers(&upstream_url))),
+    )?;
     let addr = server.addr;
     let outcome = (|| -> Result<Vec<Scenario>> {
         let (status, body) = client.block_on(admin_call(

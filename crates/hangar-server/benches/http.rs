@@ -25,21 +25,20 @@
 
 #![expect(clippy::print_stdout, reason = "a benchmark reports its results on stdout")]
 
-use std::net::{Ipv4Addr, SocketAddr};
-use std::thread::JoinHandle;
+#[path = "support/server.rs"]
+mod support;
+
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use hangar_server::{AppState, Settings, cli::open_store, serve, telemetry};
+use hangar_server::Llm;
 use http::{Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
 
-/// 32 characters, so it passes the 16-character minimum with room to spare.
-const ADMIN_KEY: &str = "bench-admin-key-0123456789abcdef";
+use support::{ADMIN_KEY, Sender, Server, connect};
+
 const GET_TENANT: &str = "bench-get";
 /// The target for `GET /api/tenants/{id}` on SQLite.
 const TARGET_RPS: f64 = 10_000.0;
@@ -109,81 +108,6 @@ impl Config {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The server under test.
-
-/// The application on its own runtime, on a background thread, until `stop`.
-struct Server {
-    addr: SocketAddr,
-    shutdown: oneshot::Sender<()>,
-    thread: JoinHandle<Result<()>>,
-}
-
-impl Server {
-    fn start(config: &Config, database_url: &str, data_dir: &std::path::Path) -> Result<Self> {
-        let mut vars = vec![
-            ("API_KEYS", ADMIN_KEY.to_owned()),
-            ("HANGAR_DATA_DIR", data_dir.display().to_string()),
-            ("DATABASE_URL", database_url.to_owned()),
-            ("LOG_LEVEL", "warn".to_owned()),
-            ("RATE_LIMIT_ENABLED", "false".to_owned()),
-            ("SHUTDOWN_TIMEOUT", "5".to_owned()),
-        ];
-        if let Some(size) = &config.pool_size {
-            vars.push(("DB_POOL_SIZE", size.clone()));
-        }
-        let settings = Settings::from_sources(None, vars.into_iter().map(|(k, v)| (k.to_owned(), v)))?;
-        let problems = settings.problems();
-        if !problems.is_empty() {
-            bail!("invalid bench settings: {}", problems.join("; "));
-        }
-        // The subscriber is process-global: install it once, for the first server.
-        static LOGGING: std::sync::Once = std::sync::Once::new();
-        LOGGING.call_once(|| telemetry::init_logging(&settings));
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("hangar-server")
-            .enable_all()
-            .build()?;
-        let (state, listener) = runtime.block_on(async {
-            let store = open_store(&settings).await?;
-            let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
-            // The benchmark never calls a model; the providers are built from settings as in `serve`.
-            let llm = std::sync::Arc::new(hangar_server::Llm::from_settings(&settings));
-            anyhow::Ok((
-                AppState::new(settings, store, telemetry::metrics_handle(), llm)?,
-                listener,
-            ))
-        })?;
-        let addr = listener.local_addr()?;
-        let (shutdown, signalled) = oneshot::channel::<()>();
-        // Spawned, not block_on'ed, so the accept loop also runs on the server's two workers.
-        let task = runtime.spawn(serve(state, listener, async move {
-            let _ = signalled.await;
-        }));
-        let thread = std::thread::Builder::new()
-            .name("hangar-server-main".into())
-            .spawn(move || {
-                let outcome = runtime.block_on(task);
-                // Dropping the runtime here, outside any async context, ends its worker threads.
-                drop(runtime);
-                outcome?
-            })?;
-        Ok(Self {
-            addr,
-            shutdown,
-            thread,
-        })
-    }
-
-    fn stop(self) -> Result<()> {
-        let _ = self.shutdown.send(());
-        self.thread
-            .join()
-            .map_err(|_| anyhow!("the server thread panicked"))?
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Requests.
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -234,23 +158,6 @@ fn create_request(host: &str, tenant_id: &str) -> Result<Request<Full<Bytes>>> {
         .header("x-api-key", ADMIN_KEY)
         .header(header::CONTENT_TYPE, "application/json")
         .body(Full::new(Bytes::from(body)))?)
-}
-
-type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
-
-async fn connect(addr: SocketAddr) -> Result<(Sender, tokio::task::JoinHandle<()>)> {
-    if !addr.ip().is_loopback() {
-        bail!("refusing to send traffic to {addr}: the benchmark only talks to loopback");
-    }
-    let stream = TcpStream::connect(addr).await?;
-    stream.set_nodelay(true)?;
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    let driver = tokio::spawn(async move {
-        if let Err(err) = connection.await {
-            eprintln!("client connection error: {err}");
-        }
-    });
-    Ok((sender, driver))
 }
 
 /// Sends one request and returns its status and body.
@@ -620,7 +527,13 @@ fn run_backend(
         Some(url) => url.to_owned(),
         None => format!("sqlite://{}/bench.db", dir.path().display()),
     };
-    let server = Server::start(config, &database_url, dir.path())?;
+    let vars = config
+        .pool_size
+        .iter()
+        .map(|size| ("DB_POOL_SIZE", size.clone()))
+        .collect();
+    // The benchmark never calls a model; the providers are built from settings as in `serve`.
+    let server = Server::start(dir.path(), &database_url, vars, false, Llm::from_settings)?;
     let addr = server.addr;
     let outcome = (|| {
         seed(client, addr)?;
