@@ -780,6 +780,44 @@ async fn the_tenant_policy_decides_which_tools_agents_get() {
     app.stop().await.unwrap();
 }
 
+/// The conversation's sandbox outlives a run; a tenant's new egress domains must still reach the
+/// next run, through a new sandbox with the proxy.
+#[tokio::test]
+async fn a_policy_change_reaches_the_conversations_next_run() {
+    let proxy_of = |id: &str| tool_call(id, "Bash", json!({"command": "echo proxy=${HTTPS_PROXY:-none}"}));
+    let steps = vec![proxy_of("t1"), Step::text_reply("Checked.", usage(10, 10))];
+    let (app, provider, conversation) = setup(Backend::Sqlite, steps).await;
+    let output = |events: &[(String, Value)]| {
+        let result = events
+            .iter()
+            .find(|(n, _)| n == "tool_result")
+            .map(|(_, d)| d.clone())
+            .unwrap();
+        assert_eq!(result["status"], "completed", "{result}");
+        result["content"].to_string()
+    };
+    let (_, _, events) = run(&app, &conversation, message("check")).await;
+    check_framing(&events);
+    assert!(output(&events).contains("proxy=none"), "{events:?}");
+
+    let updated = app
+        .put(
+            "/api/tenants/acme",
+            json!({"policy": {"egress_domains": ["docs.example.test"]}}),
+        )
+        .await;
+    assert_eq!(updated.status, StatusCode::OK, "{}", updated.body);
+    provider.push(proxy_of("t2"));
+    provider.push(Step::text_reply("Checked again.", usage(10, 10)));
+    let (_, _, events) = run(&app, &conversation, message("check again")).await;
+    check_framing(&events);
+    assert!(
+        output(&events).contains("proxy=http://127.0.0.1:3128"),
+        "{events:?}"
+    );
+    app.stop().await.unwrap();
+}
+
 #[tokio::test]
 async fn shutdown_cancels_a_run_past_the_grace_period_and_its_stream_ends_with_done() {
     let steps = vec![
