@@ -563,8 +563,30 @@ async fn tear_down(
     }
 }
 
+/// Raises this process's soft limit on open files to its hard limit and returns the new soft
+/// limit. The server holds two descriptors per running sandbox (its stderr pipe and a pidfd) on
+/// top of its connections, so the usual soft limit of 1024 would run out at a few hundred
+/// sandboxes.
+pub fn raise_open_files_limit() -> std::io::Result<u64> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(std::io::Error::from)?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard).map_err(std::io::Error::from)?;
+    }
+    Ok(soft.max(hard))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_open_files_limit_is_raised_to_the_hard_limit() {
+        use nix::sys::resource::{Resource, getrlimit, setrlimit};
+        let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+        setrlimit(Resource::RLIMIT_NOFILE, hard.min(256), hard).unwrap();
+        assert_eq!(raise_open_files_limit().unwrap(), hard);
+        assert_eq!(getrlimit(Resource::RLIMIT_NOFILE).unwrap(), (hard, hard));
+    }
+
     use super::*;
 
     /// A `Running` of the runc backend whose "runc" is a script logging each call and whether

@@ -153,6 +153,10 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<SqlStore>> {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
+    match hangar_sandbox::host::raise_open_files_limit() {
+        Ok(limit) => tracing::info!(limit, "open files limit"),
+        Err(err) => tracing::warn!(error = %err, "cannot raise the open files limit"),
+    }
     let store = open_store(&settings).await?;
     if !settings.auth_enabled() {
         tracing::warn!(
