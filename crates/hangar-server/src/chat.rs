@@ -10,7 +10,7 @@ use hangar_store::NewUsage;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::llm::Chain;
+use crate::llm::{Chain, usage_row};
 use crate::sse::EventSink;
 use crate::state::AppState;
 
@@ -33,10 +33,6 @@ struct Bill {
     cost: Usd,
 }
 
-fn to_i64(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
 /// Writes one usage row for a call and adds it to the bill.
 async fn record(state: &AppState, chat: &SimpleChat, model: &Model, usage: &Usage, bill: &mut Bill) {
     let cost = cost_of(usage, &Prices::from(model));
@@ -45,13 +41,7 @@ async fn record(state: &AppState, chat: &SimpleChat, model: &Model, usage: &Usag
         user_id: Some(chat.user_id.clone()),
         model_id: Some(model.model_id.clone()),
         simple_chat_id: Some(chat.chat_id),
-        input_tokens: to_i64(usage.input_tokens),
-        output_tokens: to_i64(usage.output_tokens),
-        cache_creation_5m_tokens: to_i64(usage.cache_write_5m_tokens),
-        cache_creation_1h_tokens: to_i64(usage.cache_write_1h_tokens),
-        cache_read_tokens: to_i64(usage.cache_read_tokens),
-        cost,
-        ..NewUsage::default()
+        ..usage_row(usage, cost)
     };
     match state.store.record_usage(&row).await {
         Ok(_) => {

@@ -1,14 +1,15 @@
 //! The server's view of the model layer: a model row and its fallback chain become gateway
-//! targets; a call returns which model row answered, so its prices bill the call.
+//! targets; a call returns which model row answered, so its prices bill the call (one usage row
+//! per call, [`usage_row`]).
 
 use std::time::Duration;
 
 use hangar_llm::{
     BreakerConfig, CircuitBreakers, EventStream, Gateway, LlmError, ModelRequest, ProviderSettings, Registry,
-    RetryPolicy, Target,
+    RetryPolicy, Target, Usage,
 };
-use hangar_protocol::{Model, ModelId, ModelStatus};
-use hangar_store::Store;
+use hangar_protocol::{Model, ModelId, ModelStatus, Usd};
+use hangar_store::{NewUsage, Store};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
@@ -141,5 +142,23 @@ impl Llm {
             .ok()
             .filter(|m| m.status == ModelStatus::Active)?;
         self.chain(&*state.store, model).await.ok()
+    }
+}
+
+/// A token count as the store keeps it (`i64`), saturating.
+pub(crate) fn store_count(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// The token counts and cost of one model call as a usage row; the caller says whose call it was.
+pub(crate) fn usage_row(usage: &Usage, cost: Usd) -> NewUsage {
+    NewUsage {
+        input_tokens: store_count(usage.input_tokens),
+        output_tokens: store_count(usage.output_tokens),
+        cache_creation_5m_tokens: store_count(usage.cache_write_5m_tokens),
+        cache_creation_1h_tokens: store_count(usage.cache_write_1h_tokens),
+        cache_read_tokens: store_count(usage.cache_read_tokens),
+        cost,
+        ..NewUsage::default()
     }
 }

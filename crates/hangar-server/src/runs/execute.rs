@@ -27,7 +27,7 @@ use super::live::LiveRun;
 use super::observer::ServerObserver;
 use super::seams::{ChainClient, ConversationSandbox};
 use crate::error::{ApiError, ApiResult};
-use crate::llm::Chain;
+use crate::llm::{Chain, store_count};
 use crate::redact::redact_value;
 use crate::sse::timestamp;
 use crate::state::AppState;
@@ -542,14 +542,13 @@ async fn close(
         }
     }
     let bill = observer.bill();
-    let to_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
     if let Err(err) = state
         .store
         .record_conversation_usage(
             conversation.conversation_id,
-            to_i64(bill.usage.input_tokens),
-            to_i64(bill.usage.output_tokens),
-            to_i64(ended.context_tokens),
+            store_count(bill.usage.input_tokens),
+            store_count(bill.usage.output_tokens),
+            store_count(ended.context_tokens),
             ended.context_tokens >= window.saturating_mul(95) / 100 && window > 0,
         )
         .await

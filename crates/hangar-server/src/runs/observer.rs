@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::live::LiveRun;
+use crate::llm::usage_row;
 use crate::sse::timestamp;
 
 /// What a run has been billed so far: the sum of the usage rows written for it.
@@ -157,20 +158,13 @@ impl ServerObserver {
         let cost = model
             .map(|m| cost_of(usage, &Prices::from(m)))
             .unwrap_or_default();
-        let to_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         let row = NewUsage {
             tenant_id: Some(self.tenant_id.clone()),
             user_id: Some(self.user_id.clone()),
             model_id: model_id.parse::<ModelId>().ok(),
             conversation_id: Some(self.conversation_id),
             run_id: Some(self.live.run_id),
-            input_tokens: to_i64(usage.input_tokens),
-            output_tokens: to_i64(usage.output_tokens),
-            cache_creation_5m_tokens: to_i64(usage.cache_write_5m_tokens),
-            cache_creation_1h_tokens: to_i64(usage.cache_write_1h_tokens),
-            cache_read_tokens: to_i64(usage.cache_read_tokens),
-            cost,
-            ..NewUsage::default()
+            ..usage_row(usage, cost)
         };
         match self.store.record_usage(&row).await {
             Ok(_) => {
