@@ -112,10 +112,9 @@ fn fill_etc(source: &Path, fresh: &Path) -> Result<()> {
     std::fs::set_permissions(fresh, std::fs::Permissions::from_mode(0o755))?;
     for entry in ETC_ALLOW {
         let to = fresh.join(entry);
-        if let Some(parent) = to.parent() {
-            create_dirs(fresh, parent)?;
+        if make_parents(fresh, &to)? {
+            copy_entry(&source.join(entry), &to, ETC_MAX_DEPTH)?;
         }
-        copy_entry(&source.join(entry), &to, ETC_MAX_DEPTH)?;
     }
     for (name, content) in ETC_GENERATED {
         let path = fresh.join(name);
@@ -152,17 +151,28 @@ fn copy_entry(from: &Path, to: &Path, depth: usize) -> Result<()> {
     Ok(())
 }
 
-/// Creates `dir` and its missing parents below `root`, each 0755 whatever the umask.
-fn create_dirs(root: &Path, dir: &Path) -> Result<()> {
-    if dir == root || dir.is_dir() {
-        return Ok(());
+/// Creates the directories between `rootfs` and `path`, each 0755 whatever the umask. Returns false, creating nothing more,
+/// when one of them is a symlink.
+pub(crate) fn make_parents(rootfs: &Path, path: &Path) -> Result<bool> {
+    let Some(parent) = path.parent() else {
+        return Ok(true);
+    };
+    let Ok(relative) = parent.strip_prefix(rootfs) else {
+        return Ok(true);
+    };
+    let mut dir = rootfs.to_path_buf();
+    for part in relative.components() {
+        dir.push(part);
+        match dir.symlink_metadata() {
+            Ok(meta) if meta.file_type().is_symlink() => return Ok(false),
+            Ok(_) => {}
+            Err(_) => {
+                std::fs::create_dir(&dir)?;
+                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
+            }
+        }
     }
-    if let Some(parent) = dir.parent() {
-        create_dirs(root, parent)?;
-    }
-    std::fs::create_dir(dir)?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
-    Ok(())
+    Ok(true)
 }
 
 /// Puts `fresh` at `target` atomically: an exchange when `target` exists (the old tree is then

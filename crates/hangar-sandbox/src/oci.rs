@@ -49,7 +49,7 @@ use crate::cgroup::Cgroups;
 use crate::check::{CgroupVersion, cgroup_version, find_program};
 use crate::error::{Result, SandboxError};
 use crate::host::{HostConfig, INSIDE_SUPERVISOR, INSIDE_WORKSPACE, Prepared, Teardown, owner_alive};
-use crate::layout::{self, Mount};
+use crate::layout::{self, Mount, make_parents};
 use crate::spec::{Limits, SandboxId, SandboxSpec};
 use crate::{Backend, Sandbox, supervisor};
 
@@ -415,30 +415,6 @@ fn mount_point(rootfs: &Path, target: &str, file: bool) -> Result<()> {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
     }
     Ok(())
-}
-
-/// Creates the directories between `rootfs` and `path`. Returns false, creating nothing more,
-/// when one of them is a symlink.
-fn make_parents(rootfs: &Path, path: &Path) -> Result<bool> {
-    let Some(parent) = path.parent() else {
-        return Ok(true);
-    };
-    let Ok(relative) = parent.strip_prefix(rootfs) else {
-        return Ok(true);
-    };
-    let mut dir = rootfs.to_path_buf();
-    for part in relative.components() {
-        dir.push(part);
-        match dir.symlink_metadata() {
-            Ok(meta) if meta.file_type().is_symlink() => return Ok(false),
-            Ok(_) => {}
-            Err(_) => {
-                std::fs::create_dir(&dir)?;
-                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
-            }
-        }
-    }
-    Ok(true)
 }
 
 /// `rootfs` joined with an absolute in-sandbox path that has no `..`.
